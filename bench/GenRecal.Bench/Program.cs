@@ -1,4 +1,3 @@
-using TorchSharp;
-GenRecal.Runtime.TorchRuntime.EnsureLoaded();
-var a = torch.randn(4, 4);
-Console.WriteLine((a.matmul(a)).sum().item<float>() + " " + GenRecal.Runtime.TorchRuntime.Mode);
+using GenRecal.Models;
+var m = new VisionLanguageModel(new ModelConfig(new LanguageModelConfig{VocabSize=10,HiddenSize=8,IntermediateSize=8,NumHiddenLayers=1,NumAttentionHeads=2,NumKeyValueHeads=1,HeadDim=4}, new VisionConfig{ImageSize=8,PatchSize=4,HiddenSize=8,IntermediateSize=8,NumHiddenLayers=1,NumAttentionHeads=2}, 3));
+foreach (var (n, p) in m.named_parameters()) Console.WriteLine(n);

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the build needs beyond the .NET SDK. Only one thing: on hosts whose libstdc++ predates
+# GCC 13 (Debian 12), g++ compiles the one-symbol shim that lets TorchSharp load (build/GenRecal.Native.targets).
+set -euo pipefail
+stdcxx=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+if [ -n "$stdcxx" ] && grep -q GLIBCXX_3.4.32 "$stdcxx"; then exit 0; fi
+if command -v g++ >/dev/null; then exit 0; fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "genrecal: installing g++ (needed once to build TorchSharp's libstdc++ shim)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+else
+  echo "genrecal: this host's libstdc++ lacks GLIBCXX_3.4.32 and g++ is missing; install g++ (e.g. 'sudo apt-get install g++') and retry" >&2
+  exit 1
+fi

@@ -1,0 +1,63 @@
+using GenRecal.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace GenRecal.Evaluation;
+
+/// <summary>Sampling settings: greedy when Temperature is 0.</summary>
+public sealed record GenerationOptions
+{
+    public int MaxNewTokens { get; init; } = 32;
+    public double Temperature { get; init; }
+    public double TopP { get; init; } = 1.0;
+    public long Seed { get; init; } = 0;
+    public IReadOnlyCollection<int> StopTokens { get; init; } = [];
+    /// <summary>false recomputes the whole sequence every step (the reference the KV cache is tested against).</summary>
+    public bool UseCache { get; init; } = true;
+}
+
+/// <summary>Autoregressive decoding for one prompt (ids and, for a VLM, its images) with a KV cache.</summary>
+public static class TextGenerator
+{
+    /// <summary>Generated ids (stop token excluded) for <paramref name="promptIds"/>.</summary>
+    public static List<int> Generate(CausalLanguageModel model, IReadOnlyList<int> promptIds, GenerationOptions options, Tensor? pixels = null)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var rng = new torch.Generator((ulong)options.Seed);
+        var ids = promptIds.ToList();
+        var output = new List<int>();
+        using var cache = options.UseCache ? model.NewCache() : null;
+        var prompt = tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0); // [1, T]
+        Tensor embeds = model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(prompt, pixels) : model.Embed(prompt);
+        for (int step = 0; step < options.MaxNewTokens; step++)
+        {
+            using var stepScope = NewDisposeScope();
+            var hidden = model.Body(embeds, cache: cache);              // [1, T, hidden]
+            var logits = model.Head(hidden[0, -1]).to(ScalarType.Float32); // [V]
+            int next = Pick(logits, options, rng);
+            if (options.StopTokens.Contains(next)) break;
+            output.Add(next);
+            var nextEmbed = model.Embed(tensor(new long[] { next }).unsqueeze(0)); // [1, 1, hidden]
+            embeds = options.UseCache ? nextEmbed : cat([embeds, nextEmbed], 1);
+            embeds.MoveToOuterDisposeScope();
+        }
+        return output;
+    }
+
+    static int Pick(Tensor logits, GenerationOptions o, torch.Generator rng)
+    {
+        if (o.Temperature <= 0) return (int)logits.argmax().item<long>();
+        var probs = (logits / o.Temperature).softmax(-1);
+        if (o.TopP < 1.0)
+        {
+            // nucleus: keep the smallest prefix of sorted probabilities whose mass reaches top_p
+            var (sorted, order) = probs.sort(descending: true);
+            var before = sorted.cumsum(0) - sorted;
+            sorted = sorted.masked_fill(before.ge(o.TopP), 0);
+            probs = zeros_like(probs).scatter(0, order, sorted);
+            probs /= probs.sum();
+        }
+        return (int)multinomial(probs, 1, generator: rng).item<long>();
+    }
+}

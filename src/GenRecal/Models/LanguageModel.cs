@@ -1,0 +1,46 @@
+using GenRecal.Modules;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace GenRecal.Models;
+
+/// <summary>
+/// The VLM-body: token embedding, decoder stack, final norm (transformers Qwen2Model / LlamaModel).
+/// Returns the last hidden states after the final norm — the z_* features GenRecal works on.
+/// </summary>
+public sealed class LanguageModel : nn.Module
+{
+    public readonly Embedding embed_tokens;
+    public readonly ModuleList<DecoderLayer> layers;
+    public readonly RMSNorm norm;
+    readonly RotaryEmbedding rotary;
+
+    public LanguageModel(LanguageModelConfig c) : base(nameof(LanguageModel))
+    {
+        Config = c;
+        embed_tokens = nn.Embedding(c.VocabSize, c.HiddenSize);
+        layers = nn.ModuleList(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new DecoderLayer(c)).ToArray());
+        norm = new RMSNorm(c.HiddenSize, c.RmsNormEps);
+        rotary = new RotaryEmbedding(c.HeadDim, c.RopeTheta);
+        RegisterComponents();
+    }
+
+    public LanguageModelConfig Config { get; }
+
+    /// <param name="inputsEmbeds">[B, T, hidden]</param>
+    /// <param name="attentionMask">[B, S] 1 = token, 0 = padding, S = cached + T; null = no padding</param>
+    /// <param name="positionIds">[B, T]; null = derived from the mask and the cache length</param>
+    /// <param name="causal">false only for the tests' bidirectional sanity checks; decoders are causal</param>
+    public Tensor Forward(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        long b = inputsEmbeds.shape[0], t = inputsEmbeds.shape[1], past = cache?.Length ?? 0;
+        positionIds ??= AttentionMask.Positions(b, t, past, attentionMask);
+        var mask = AttentionMask.Causal(b, t, past, attentionMask);
+        var (cos, sin) = rotary.Compute(positionIds);
+        var h = inputsEmbeds;
+        for (int i = 0; i < layers.Count; i++) h = layers[i].Forward(h, cos, sin, mask, cache, i);
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
+}

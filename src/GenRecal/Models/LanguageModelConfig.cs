@@ -1,0 +1,87 @@
+using System.Text.Json.Nodes;
+
+namespace GenRecal.Models;
+
+/// <summary>
+/// The decoder-only language model of the Qwen2 / LLaMA family, with HuggingFace's config.json names.
+/// Qwen2 has q/k/v biases (no key for it in HF: implied by model_type), LLaMA has `attention_bias`.
+/// </summary>
+public sealed record LanguageModelConfig
+{
+    public string ModelType { get; init; } = "qwen2";
+    public int VocabSize { get; init; }
+    public int HiddenSize { get; init; }
+    public int IntermediateSize { get; init; }
+    public int NumHiddenLayers { get; init; }
+    public int NumAttentionHeads { get; init; }
+    public int NumKeyValueHeads { get; init; }
+    public int HeadDim { get; init; }
+    public double RmsNormEps { get; init; } = 1e-6;
+    public double RopeTheta { get; init; } = 10000;
+    public int MaxPositionEmbeddings { get; init; } = 2048;
+    public bool TieWordEmbeddings { get; init; }
+    public bool AttentionBias { get; init; } = true;
+
+    public static LanguageModelConfig FromJson(JsonObject json, string file) => Read(new ConfigJson(json, file));
+
+    internal static LanguageModelConfig Read(ConfigJson j)
+    {
+        string type = j.Optional<string>("model_type") ?? "qwen2";
+        if (type is not ("qwen2" or "llama" or "genrecal_vlm"))
+            throw j.Invalid("model_type", $"is '{type}'; supported: qwen2, llama (and genrecal_vlm)");
+        int heads = j.Required<int>("num_attention_heads");
+        int hidden = j.Required<int>("hidden_size");
+        // transformers >= 5 writes rope_theta inside rope_parameters; older versions at the top level.
+        double theta = j.Section("rope_parameters")?.Optional<double?>("rope_theta") ?? j.Optional<double?>("rope_theta") ?? 10000;
+        var config = new LanguageModelConfig
+        {
+            ModelType = type,
+            VocabSize = j.Required<int>("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = j.Required<int>("intermediate_size"),
+            NumHiddenLayers = j.Required<int>("num_hidden_layers"),
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = j.Optional<int?>("num_key_value_heads") ?? heads,
+            HeadDim = j.Optional<int?>("head_dim") ?? hidden / Math.Max(heads, 1),
+            RmsNormEps = j.Optional("rms_norm_eps", 1e-6),
+            RopeTheta = theta,
+            MaxPositionEmbeddings = j.Optional("max_position_embeddings", 2048),
+            TieWordEmbeddings = j.Optional("tie_word_embeddings", false),
+            AttentionBias = j.Optional<bool?>("attention_bias") ?? type != "llama",
+        };
+        config.Validate(j.File);
+        return config;
+    }
+
+    public void Validate(string file)
+    {
+        void Positive(string key, int v) { if (v <= 0) throw new InvalidDataException($"{file}: key '{key}' must be positive, found {v}"); }
+        Positive("vocab_size", VocabSize); Positive("hidden_size", HiddenSize); Positive("intermediate_size", IntermediateSize);
+        Positive("num_hidden_layers", NumHiddenLayers); Positive("num_attention_heads", NumAttentionHeads);
+        Positive("num_key_value_heads", NumKeyValueHeads); Positive("head_dim", HeadDim);
+        if (NumAttentionHeads % NumKeyValueHeads != 0)
+            throw new InvalidDataException($"{file}: num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({NumKeyValueHeads})");
+        if (HeadDim % 2 != 0) throw new InvalidDataException($"{file}: head_dim ({HeadDim}) must be even for rotary embeddings");
+    }
+
+    /// <summary>Writes the HF keys (the text-model part of config.json).</summary>
+    public void WriteTo(JsonObject json)
+    {
+        json["model_type"] = ModelType;
+        json["architectures"] = new JsonArray(ModelType == "llama" ? "LlamaForCausalLM" : "Qwen2ForCausalLM");
+        json["vocab_size"] = VocabSize;
+        json["hidden_size"] = HiddenSize;
+        json["intermediate_size"] = IntermediateSize;
+        json["num_hidden_layers"] = NumHiddenLayers;
+        json["num_attention_heads"] = NumAttentionHeads;
+        json["num_key_value_heads"] = NumKeyValueHeads;
+        json["head_dim"] = HeadDim;
+        json["hidden_act"] = "silu";
+        json["rms_norm_eps"] = RmsNormEps;
+        json["rope_theta"] = RopeTheta;
+        json["max_position_embeddings"] = MaxPositionEmbeddings;
+        json["tie_word_embeddings"] = TieWordEmbeddings;
+        json["attention_bias"] = AttentionBias;
+        json["torch_dtype"] = "float32";
+    }
+}

@@ -1,0 +1,116 @@
+using System.Text.Json.Nodes;
+using GenRecal.Tensors;
+using GenRecal.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace GenRecal.Models;
+
+/// <summary>A model with its config and tokenizer, as one directory in HuggingFace layout.</summary>
+public sealed record PretrainedModel(CausalLanguageModel Model, ModelConfig Config, ModelTokenizer Tokenizer, string Directory)
+{
+    /// <summary>The model as a VLM, or null for a text-only checkpoint.</summary>
+    public VisionLanguageModel? Vlm => Model as VisionLanguageModel;
+}
+
+/// <summary>
+/// Loads and saves model directories: config.json, model.safetensors or shards listed in
+/// model.safetensors.index.json (HF weight names), and the tokenizer files. Loading is strict:
+/// missing and unexpected keys, shape mismatches and unsupported dtypes are reported together.
+/// </summary>
+public static class Pretrained
+{
+    public const string WeightsFileName = "model.safetensors";
+    public const string IndexFileName = "model.safetensors.index.json";
+
+    public static CausalLanguageModel Create(ModelConfig config) =>
+        config.Vision is null ? new CausalLanguageModel(config.Text) : new VisionLanguageModel(config);
+
+    public static PretrainedModel Load(string dir)
+    {
+        if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: model directory not found");
+        var config = ModelConfig.Load(dir);
+        var tokenizer = ModelTokenizer.Load(dir);
+        if (tokenizer.VocabSize > config.Text.VocabSize)
+            throw new InvalidDataException($"{Path.Combine(dir, ModelConfig.FileName)}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({Path.Combine(dir, ModelTokenizer.ConfigFileName)})");
+        if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImagePlaceholder, out var tokImg) && img != tokImg)
+            throw new InvalidDataException($"{Path.Combine(dir, ModelConfig.FileName)}: genrecal.image_token_id {img} differs from the tokenizer's '{tokenizer.Template.ImagePlaceholder}' id {tokImg}");
+        var model = Create(config);
+        LoadWeights(model, dir);
+        model.eval();
+        return new PretrainedModel(model, config, tokenizer, dir);
+    }
+
+    public static void Save(CausalLanguageModel model, ModelConfig config, ModelTokenizer tokenizer, string dir)
+    {
+        System.IO.Directory.CreateDirectory(dir);
+        AtomicFile.WriteAllText(Path.Combine(dir, ModelConfig.FileName), config.ToJson().ToJsonString(new() { WriteIndented = true }));
+        Safetensors.Save(Path.Combine(dir, WeightsFileName), StateDict(model), new Dictionary<string, string> { ["format"] = "pt" });
+        var index = Path.Combine(dir, IndexFileName);
+        if (File.Exists(index)) File.Delete(index); // a stale shard index would shadow the new single file
+        tokenizer.Save(dir);
+    }
+
+    /// <summary>The parameters under their HF names (all parameters are saved; buffers are recomputed).</summary>
+    public static Dictionary<string, Tensor> StateDict(nn.Module model) =>
+        model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
+
+    /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>.</summary>
+    public static void LoadWeights(nn.Module model, string dir)
+    {
+        var tensors = ReadWeightFiles(dir);
+        try
+        {
+            Assign(model, tensors, dir);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+    }
+
+    static Dictionary<string, Tensor> ReadWeightFiles(string dir)
+    {
+        string single = Path.Combine(dir, WeightsFileName), index = Path.Combine(dir, IndexFileName);
+        if (File.Exists(index))
+        {
+            var json = JsonNode.Parse(File.ReadAllText(index)) as JsonObject;
+            var map = json?["weight_map"] as JsonObject ?? throw new InvalidDataException($"{index}: missing 'weight_map'");
+            var result = new Dictionary<string, Tensor>();
+            foreach (var shard in map.Select(kv => kv.Value!.GetValue<string>()).Distinct())
+            {
+                foreach (var (name, t) in Safetensors.Load(Path.Combine(dir, shard)))
+                {
+                    if (map[name]?.GetValue<string>() != shard)
+                        throw new InvalidDataException($"{index}: tensor '{name}' is in {shard} but the index does not list it there");
+                    result[name] = t;
+                }
+            }
+            return result;
+        }
+        if (File.Exists(single)) return Safetensors.Load(single);
+        throw new FileNotFoundException($"{dir}: no weights: expected {WeightsFileName} or {IndexFileName}");
+    }
+
+    static void Assign(nn.Module model, Dictionary<string, Tensor> tensors, string dir)
+    {
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var missing = parameters.Keys.Where(k => !tensors.ContainsKey(k)).ToList();
+        // HF drops lm_head.weight from tied checkpoints; with tied embeddings we have no lm_head at all.
+        var unexpected = tensors.Keys.Where(k => !parameters.ContainsKey(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+        var problems = new List<string>();
+        if (missing.Count > 0) problems.Add($"missing keys: {string.Join(", ", missing.Take(20))}{(missing.Count > 20 ? $" (+{missing.Count - 20} more)" : "")}");
+        if (unexpected.Count > 0) problems.Add($"unexpected keys: {string.Join(", ", unexpected.Take(20))}{(unexpected.Count > 20 ? $" (+{unexpected.Count - 20} more)" : "")}");
+        foreach (var (name, p) in parameters)
+        {
+            if (!tensors.TryGetValue(name, out var t)) continue;
+            if (!t.shape.SequenceEqual(p.shape))
+                problems.Add($"'{name}' has shape [{string.Join(", ", t.shape)}] in the file but the config needs [{string.Join(", ", p.shape)}]");
+            else if (!t.is_floating_point())
+                problems.Add($"'{name}' has dtype {t.dtype}; weights must be floating point");
+        }
+        if (problems.Count > 0) throw new InvalidDataException($"{dir}: weights do not match config.json: {string.Join("; ", problems)}");
+        using var noGrad = no_grad();
+        foreach (var (name, p) in parameters) p.copy_(tensors[name].to(p.dtype));
+    }
+}

@@ -1,0 +1,70 @@
+using System.Text.Json.Nodes;
+
+namespace GenRecal.Models;
+
+/// <summary>
+/// The ViT vision encoder and the InternVL-style projector (pixel shuffle then MLP). Stored under
+/// "vision_config" in config.json with HF/InternViT key names; the projector's downsample_ratio is
+/// InternVL's top-level key, kept in the same section here.
+/// </summary>
+public sealed record VisionConfig
+{
+    public int ImageSize { get; init; } = 32;
+    public int PatchSize { get; init; } = 4;
+    public int NumChannels { get; init; } = 3;
+    public int HiddenSize { get; init; } = 64;
+    public int IntermediateSize { get; init; } = 128;
+    public int NumHiddenLayers { get; init; } = 2;
+    public int NumAttentionHeads { get; init; } = 4;
+    public double LayerNormEps { get; init; } = 1e-6;
+    /// <summary>Pixel-shuffle ratio: 0.5 merges 2x2 patches into one token (InternVL), 1 keeps every patch.</summary>
+    public double DownsampleRatio { get; init; } = 0.5;
+    public double[] ImageMean { get; init; } = [0.485, 0.456, 0.406];
+    public double[] ImageStd { get; init; } = [0.229, 0.224, 0.225];
+
+    public int PatchesPerSide => ImageSize / PatchSize;
+    public int ShuffleFactor => (int)Math.Round(1 / DownsampleRatio);
+    /// <summary>Image tokens the language model sees per image.</summary>
+    public int NumImageTokens => PatchesPerSide / ShuffleFactor * (PatchesPerSide / ShuffleFactor);
+    public int ProjectorInputSize => HiddenSize * ShuffleFactor * ShuffleFactor;
+
+    internal static VisionConfig Read(ConfigJson j)
+    {
+        var c = new VisionConfig
+        {
+            ImageSize = j.Required<int>("image_size"),
+            PatchSize = j.Required<int>("patch_size"),
+            NumChannels = j.Optional("num_channels", 3),
+            HiddenSize = j.Required<int>("hidden_size"),
+            IntermediateSize = j.Required<int>("intermediate_size"),
+            NumHiddenLayers = j.Required<int>("num_hidden_layers"),
+            NumAttentionHeads = j.Required<int>("num_attention_heads"),
+            LayerNormEps = j.Optional("layer_norm_eps", 1e-6),
+            DownsampleRatio = j.Optional("downsample_ratio", 0.5),
+            ImageMean = j.DoubleArray("image_mean", [0.485, 0.456, 0.406]),
+            ImageStd = j.DoubleArray("image_std", [0.229, 0.224, 0.225]),
+        };
+        c.Validate(j.File);
+        return c;
+    }
+
+    public void Validate(string file)
+    {
+        if (ImageSize % PatchSize != 0) throw new InvalidDataException($"{file}: image_size {ImageSize} must be a multiple of patch_size {PatchSize}");
+        if (ShuffleFactor < 1 || Math.Abs(1.0 / ShuffleFactor - DownsampleRatio) > 1e-9 || PatchesPerSide % ShuffleFactor != 0)
+            throw new InvalidDataException($"{file}: downsample_ratio {DownsampleRatio} must be 1/k with k dividing {PatchesPerSide} patches per side");
+        if (HiddenSize % NumAttentionHeads != 0) throw new InvalidDataException($"{file}: vision hidden_size {HiddenSize} must be a multiple of num_attention_heads {NumAttentionHeads}");
+        if (ImageMean.Length != NumChannels || ImageStd.Length != NumChannels)
+            throw new InvalidDataException($"{file}: image_mean and image_std need {NumChannels} values");
+    }
+
+    public JsonObject ToJson() => new()
+    {
+        ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["num_channels"] = NumChannels,
+        ["hidden_size"] = HiddenSize, ["intermediate_size"] = IntermediateSize,
+        ["num_hidden_layers"] = NumHiddenLayers, ["num_attention_heads"] = NumAttentionHeads,
+        ["layer_norm_eps"] = LayerNormEps, ["downsample_ratio"] = DownsampleRatio,
+        ["image_mean"] = new JsonArray(ImageMean.Select(v => (JsonNode)v).ToArray()),
+        ["image_std"] = new JsonArray(ImageStd.Select(v => (JsonNode)v).ToArray()),
+    };
+}

@@ -1,0 +1,36 @@
+using static TorchSharp.torch;
+
+namespace GenRecal.Modules;
+
+/// <summary>Builds additive attention masks and default position ids from HF-style padding masks.</summary>
+public static class AttentionMask
+{
+    /// <summary>
+    /// Causal + padding mask [B, 1, T, S] for T new queries after <paramref name="past"/> cached tokens.
+    /// <paramref name="padding"/> is [B, S] with 1 for real tokens and 0 for padding (HF convention), or null.
+    /// Blocked entries get the dtype's minimum (as transformers does) so fully padded rows stay finite.
+    /// </summary>
+    public static Tensor Causal(long batch, long queries, long past, Tensor? padding, bool causal = true)
+    {
+        using var scope = NewDisposeScope();
+        long keys = past + queries;
+        var qi = arange(past, keys, ScalarType.Int64).view(queries, 1); // [T, 1]
+        var kj = arange(0, keys, ScalarType.Int64).view(1, keys);        // [1, S]
+        var allowed = causal ? kj.le(qi) : ones(queries, keys, ScalarType.Bool);
+        var mask = allowed.view(1, 1, queries, keys).expand(batch, 1, queries, keys);        // [B, 1, T, S]
+        if (padding is not null) mask = mask.logical_and(padding.to(ScalarType.Bool).view(batch, 1, 1, keys));
+        var additive = zeros(batch, 1, queries, keys).masked_fill(mask.logical_not(), float.MinValue);
+        return additive.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Position ids [B, T] for the last T of S tokens: count of real tokens before each one
+    /// (left padding gets 0), or past..past+T-1 without a mask.</summary>
+    public static Tensor Positions(long batch, long queries, long past, Tensor? padding)
+    {
+        using var scope = NewDisposeScope();
+        Tensor pos = padding is null
+            ? arange(past, past + queries, ScalarType.Int64).unsqueeze(0).expand(batch, queries)
+            : (padding.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, past, queries);
+        return pos.contiguous().MoveToOuterDisposeScope();
+    }
+}
