@@ -56,9 +56,9 @@ public static class Pretrained
         model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
 
     /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>.</summary>
-    public static void LoadWeights(nn.Module model, string dir)
+    public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName)
     {
-        var tensors = ReadWeightFiles(dir);
+        var tensors = ReadWeightFiles(dir, weightsFile);
         try
         {
             Assign(model, tensors, dir);
@@ -69,9 +69,9 @@ public static class Pretrained
         }
     }
 
-    static Dictionary<string, Tensor> ReadWeightFiles(string dir)
+    static Dictionary<string, Tensor> ReadWeightFiles(string dir, string weightsFile)
     {
-        string single = Path.Combine(dir, WeightsFileName), index = Path.Combine(dir, IndexFileName);
+        string single = Path.Combine(dir, weightsFile), index = Path.Combine(dir, IndexFileName);
         if (File.Exists(index))
         {
             var json = JsonNode.Parse(File.ReadAllText(index)) as JsonObject;
@@ -89,7 +89,7 @@ public static class Pretrained
             return result;
         }
         if (File.Exists(single)) return Safetensors.Load(single);
-        throw new FileNotFoundException($"{dir}: no weights: expected {WeightsFileName} or {IndexFileName}");
+        throw new FileNotFoundException($"{dir}: no weights: expected {weightsFile} or {IndexFileName}");
     }
 
     static void Assign(nn.Module model, Dictionary<string, Tensor> tensors, string dir)

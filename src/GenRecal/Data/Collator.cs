@@ -1,0 +1,69 @@
+using GenRecal.Models;
+using GenRecal.Tokenization;
+using static TorchSharp.torch;
+
+namespace GenRecal.Data;
+
+/// <summary>
+/// Turns examples into one model's batch: that model's tokenizer, chat template, image size and number of
+/// image tokens. Teacher and student each get their own collator, so neither sees the other's ids.
+/// </summary>
+public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer, int maxLength)
+{
+    readonly Dictionary<string, Tensor> imageCache = new();
+    VisionLanguageModel? Vlm => model as VisionLanguageModel;
+    public ModelTokenizer Tokenizer => tokenizer;
+    public int MaxLength => maxLength;
+
+    public EncodedChat Encode(ConversationExample ex) =>
+        ChatEncoder.EncodeConversation(tokenizer, ex.Turns, ex.ImagePath is null ? 0 : Vlm?.NumImageTokens
+            ?? throw new ArgumentException($"example '{ex.Id}' has an image but the model has no vision encoder"));
+
+    public ModelBatch Collate(IReadOnlyList<ConversationExample> examples)
+    {
+        var encoded = examples.Select(Encode).ToList();
+        int b = examples.Count;
+        var lengths = encoded.Select(e => Math.Min(e.Ids.Length, maxLength)).ToArray();
+        int t = lengths.Max();
+        var ids = new long[b * t];
+        var mask = new long[b * t];
+        var labels = Enumerable.Repeat((long)EncodedChat.IgnoreIndex, b * t).ToArray();
+        for (int i = 0; i < b; i++)
+        {
+            var e = encoded[i];
+            if (e.FirstAnswerStart >= lengths[i])
+                throw new InvalidDataException($"example '{examples[i].Id}' (line {examples[i].LineNumber}): the answer is cut off by the maximum length {maxLength} ({e.Ids.Length} tokens)");
+            for (int j = 0; j < lengths[i]; j++)
+            {
+                ids[i * t + j] = e.Ids[j];
+                mask[i * t + j] = 1;
+                labels[i * t + j] = e.Labels[j];
+            }
+            for (int j = lengths[i]; j < t; j++) ids[i * t + j] = tokenizer.PadId;
+        }
+        Tensor? pixels = null;
+        var withImages = examples.Where(e => e.ImagePath is not null).ToList();
+        if (withImages.Count > 0 && Vlm is { } vlm)
+            pixels = stack(withImages.Select(e => Image(e.ImagePath!, vlm.Vision)).ToArray()); // [N, C, H, W]
+        return new ModelBatch
+        {
+            InputIds = tensor(ids).reshape(b, t),
+            AttentionMask = tensor(mask).reshape(b, t),
+            Labels = tensor(labels).reshape(b, t),
+            Pixels = pixels,
+            AnswerStart = encoded.Select(e => e.FirstAnswerStart).ToArray(),
+            Lengths = lengths,
+        };
+    }
+
+    Tensor Image(string path, VisionConfig v)
+    {
+        if (!imageCache.TryGetValue(path, out var t))
+        {
+            t = ImagePreprocessor.Load(path, v);
+            t.DetachFromDisposeScope();
+            imageCache[path] = t;
+        }
+        return t;
+    }
+}

@@ -1,0 +1,113 @@
+using GenRecal.Data;
+using GenRecal.Models;
+using GenRecal.Training;
+using static TorchSharp.torch;
+
+namespace GenRecal.Recalibration;
+
+/// <summary>
+/// One forward pass of GenRecal on a batch pair (Algorithms 1-3), returning each loss term separately.
+/// "Answer features" of a model are its hidden states at the positions that predict answer tokens
+/// (start−1 … length−2), so the teacher's head on them is scored against the answer tokens
+/// (start … length−1); the question part is everything before.
+/// </summary>
+public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguageModel student, Recalibrator recalibrator, TrainingConfig config)
+{
+    /// <summary>Per-model view of a batch split into question and answer parts.</summary>
+    public sealed record Split(int[] QuestionLengths, int[] AnswerStarts, int[] AnswerLengths, Tensor QuestionPositions, Tensor AnswerPositions);
+
+    public static Split SplitOf(ModelBatch batch)
+    {
+        int b = batch.Lengths.Length;
+        var qLen = batch.AnswerStart.Select(s => s - 1).ToArray();
+        var aStart = qLen;
+        var aLen = Enumerable.Range(0, b).Select(i => batch.Lengths[i] - batch.AnswerStart[i]).ToArray();
+        var qPos = arange(0, Math.Max(1, qLen.Max()), ScalarType.Int64).unsqueeze(0).expand(b, -1);
+        var aPos = stack(Enumerable.Range(0, b).Select(i => arange(aStart[i], aStart[i] + Math.Max(1, aLen.Max()), ScalarType.Int64)).ToArray());
+        return new Split(qLen, aStart, aLen, qPos, aPos);
+    }
+
+    /// <summary>Rows [start, start+len) of h [B, T, ...] per example, right-padded to the longest → [B, maxLen, ...].</summary>
+    public static Tensor Segments(Tensor h, int[] starts, int[] lengths, double padValue = 0)
+    {
+        using var scope = NewDisposeScope();
+        int max = Math.Max(1, lengths.Max());
+        var rows = new Tensor[starts.Length];
+        for (int i = 0; i < starts.Length; i++)
+        {
+            var part = h[i].narrow(0, starts[i], lengths[i]);
+            var padShape = part.shape.ToArray();
+            padShape[0] = max - lengths[i];
+            rows[i] = cat([part, full(padShape, padValue, dtype: h.dtype)], 0);
+        }
+        return stack(rows).MoveToOuterDisposeScope();
+    }
+
+    public static Tensor Hidden(CausalLanguageModel model, ModelBatch batch) =>
+        model.Body(InputEmbeds(model, batch), batch.AttentionMask);
+
+    public static Tensor InputEmbeds(CausalLanguageModel model, ModelBatch batch) =>
+        model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(batch.InputIds, batch.Pixels) : model.Embed(batch.InputIds);
+
+    /// <summary>The loss terms for <paramref name="stage"/> (1 or 2) and their weighted sum under "loss".</summary>
+    public Dictionary<string, Tensor> Compute(ModelBatch teacherBatch, ModelBatch studentBatch, Stage stage)
+    {
+        using var scope = NewDisposeScope();
+        var t = SplitOf(teacherBatch);
+        var s = SplitOf(studentBatch);
+        Tensor zql, zal, src, teacherLogits;
+        using (no_grad())
+        {
+            var embeds = InputEmbeds(teacher, teacherBatch);
+            var zl = teacher.Body(embeds, teacherBatch.AttentionMask);                       // [B, Tl, Dt]
+            zql = Segments(zl, [.. t.QuestionLengths.Select(_ => 0)], t.QuestionLengths);    // [B, Lq, Dt]
+            zal = Segments(zl, t.AnswerStarts, t.AnswerLengths);                             // [B, La, Dt]
+            src = config.Recalibrator.AnswerSource == AnswerSource.TeacherHidden ? zal : Segments(embeds, t.AnswerStarts, t.AnswerLengths);
+            teacherLogits = teacher.Head(zal);                                                // [B, La, Vt]
+        }
+        // gt_l: the answer tokens each answer position predicts (−100 on padding and non-answer turns)
+        var gt = Segments(teacherBatch.Labels, [.. t.AnswerStarts.Select(a => a + 1)], t.AnswerLengths, DistillationLosses.IgnoreIndex); // [B, La]
+        var gtFlat = gt.reshape(-1);
+        var valid = gtFlat.ne(DistillationLosses.IgnoreIndex);
+        long vt = teacherLogits.shape[2];
+        var teacherFlat = teacherLogits.reshape(-1, vt);
+
+        var zs = Hidden(student, studentBatch);                                                   // [B, Ts, Ds]
+        var zqs = Segments(zs, [.. s.QuestionLengths.Select(_ => 0)], s.QuestionLengths);          // [B, Lq_s, Ds]
+        var answerIn = recalibrator.Project(src);                                                  // [B, La, Ds]
+        var r = recalibrator.Forward(zqs, s.QuestionLengths, s.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions); // [B, La, Dt]
+        var recalLogits = teacher.Head(r).reshape(-1, vt);                                         // [B*La, Vt]
+        var terms = new Dictionary<string, Tensor>
+        {
+            ["ce_recal"] = DistillationLosses.CrossEntropy(recalLogits, gtFlat),
+            ["kl"] = DistillationLosses.ForwardKl(teacherFlat, recalLogits, valid, config.KlTemperature),
+        };
+        var w = config.LossWeights;
+        var loss = terms["ce_recal"] * w.CeRecal + terms["kl"] * w.Kl;
+        if (stage == Stage.Alignment || config.RegularizerInStage2)
+        {
+            // Algorithm 2: the teacher's own question features through Proj-pre keep the bridge near the teacher's space
+            var r2 = recalibrator.Forward(recalibrator.Project(zql), t.QuestionLengths, t.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions);
+            var regLogits = teacher.Head(r2).reshape(-1, vt);
+            terms["reg_ce"] = DistillationLosses.CrossEntropy(regLogits, gtFlat);
+            terms["reg_kl"] = DistillationLosses.ForwardKl(teacherFlat, regLogits, valid, config.KlTemperature);
+            loss = loss + terms["reg_ce"] * w.RegCe + terms["reg_kl"] * w.RegKl;
+        }
+        if (stage == Stage.Distillation)
+        {
+            terms["ce_student"] = DistillationLosses.NextTokenCrossEntropy(student.Head(zs), studentBatch.Labels);
+            loss = loss + terms["ce_student"] * w.CeStudent;
+        }
+        terms["loss"] = loss;
+        foreach (var v in terms.Values) v.MoveToOuterDisposeScope();
+        return terms;
+    }
+
+    /// <summary>Stage 3 and the SFT baseline: the student's own next-token loss.</summary>
+    public static Dictionary<string, Tensor> StudentOnly(CausalLanguageModel student, ModelBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        var ce = DistillationLosses.NextTokenCrossEntropy(student.Head(Hidden(student, batch)), batch.Labels);
+        return new Dictionary<string, Tensor> { ["ce_student"] = ce.alias().MoveToOuterDisposeScope(), ["loss"] = ce.MoveToOuterDisposeScope() };
+    }
+}

@@ -1,0 +1,27 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace GenRecal.Recalibration;
+
+/// <summary>What the Recalibrator receives as the teacher's answer part.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<AnswerSource>))]
+public enum AnswerSource
+{
+    /// <summary>z_al, the teacher's last-layer answer features (the paper).</summary>
+    TeacherHidden,
+    /// <summary>The teacher's answer input embeddings: z_al is withheld, so the answer must be
+    /// predicted from the student's question features (GENRECAL.md, "known weak point").</summary>
+    TeacherEmbeddings,
+}
+
+/// <summary>Recalibrator settings; defaults are the paper's (GenRecal §3, Fig. 3).</summary>
+public sealed record RecalibratorConfig
+{
+    /// <summary>Decoder blocks in Rec-body (paper: 2; ablation 1/2/5/20).</summary>
+    [JsonPropertyName("num_layers")] public int NumLayers { get; init; } = 2;
+    /// <summary>Fresh position ids 0..L-1 over the concatenated sequence (NPE); off keeps each side's own positions.</summary>
+    [JsonPropertyName("new_positions")] public bool NewPositions { get; init; } = true;
+    [JsonPropertyName("answer_source")] public AnswerSource AnswerSource { get; init; } = AnswerSource.TeacherHidden;
+
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+}

@@ -1,0 +1,73 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using GenRecal.Recalibration;
+
+namespace GenRecal.Training;
+
+/// <summary>Weights of the separately logged loss terms; the paper's default is a plain sum.</summary>
+public sealed record LossWeights
+{
+    [JsonPropertyName("ce_recal")] public double CeRecal { get; init; } = 1;
+    [JsonPropertyName("kl")] public double Kl { get; init; } = 1;
+    [JsonPropertyName("reg_ce")] public double RegCe { get; init; } = 1;
+    [JsonPropertyName("reg_kl")] public double RegKl { get; init; } = 1;
+    [JsonPropertyName("ce_student")] public double CeStudent { get; init; } = 1;
+}
+
+/// <summary>
+/// Everything a distillation run is configured by (JSON via --config, names in snake_case). Defaults follow
+/// GENRECAL.md: AdamW, LR linear 1e-4 → 1e-5 within each stage, plain loss sum, T = 1, the Recalibrator
+/// trained jointly in stage 2 (the paper's stage table).
+/// </summary>
+public sealed record TrainingConfig
+{
+    [JsonPropertyName("steps")] public Dictionary<int, int> Steps { get; init; } = new() { [1] = 100, [2] = 100, [3] = 100 };
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 8;
+    [JsonPropertyName("grad_accumulation")] public int GradAccumulation { get; init; } = 1;
+    [JsonPropertyName("lr_start")] public double LrStart { get; init; } = 1e-4;
+    [JsonPropertyName("lr_end")] public double LrEnd { get; init; } = 1e-5;
+    [JsonPropertyName("warmup_steps")] public int WarmupSteps { get; init; }
+    [JsonPropertyName("weight_decay")] public double WeightDecay { get; init; }
+    [JsonPropertyName("grad_clip")] public double GradClip { get; init; } = 1.0;
+    [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 50;
+    [JsonPropertyName("keep_checkpoints")] public int KeepCheckpoints { get; init; } = 2;
+    [JsonPropertyName("seed")] public int Seed { get; init; } = 0;
+    [JsonPropertyName("max_length")] public int MaxLength { get; init; } = 256;
+    [JsonPropertyName("kl_temperature")] public double KlTemperature { get; init; } = 1.0;
+    [JsonPropertyName("loss_weights")] public LossWeights LossWeights { get; init; } = new();
+    [JsonPropertyName("recalibrator")] public RecalibratorConfig Recalibrator { get; init; } = new();
+    /// <summary>Whether Algorithm 2 (the regularizer) also runs in stage 2; the paper does not say.</summary>
+    [JsonPropertyName("regularizer_in_stage2")] public bool RegularizerInStage2 { get; init; } = true;
+    /// <summary>Whether the Recalibrator keeps training in stage 2 (paper's table: jointly; its figure: frozen).</summary>
+    [JsonPropertyName("train_recalibrator_in_stage2")] public bool TrainRecalibratorInStage2 { get; init; } = true;
+
+    public int StepsFor(int stage) => Steps.TryGetValue(stage, out var s) ? s : 0;
+
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
+
+    public static TrainingConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: config file not found", path);
+        try
+        {
+            var c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty config");
+            c.Validate(path);
+            return c;
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: invalid training config ({e.Message})");
+        }
+    }
+
+    public void Validate(string source)
+    {
+        if (BatchSize < 1) throw new InvalidDataException($"{source}: batch_size must be at least 1");
+        if (GradAccumulation < 1) throw new InvalidDataException($"{source}: grad_accumulation must be at least 1");
+        if (Steps.Values.Any(s => s < 0)) throw new InvalidDataException($"{source}: steps must not be negative");
+        if (KlTemperature <= 0) throw new InvalidDataException($"{source}: kl_temperature must be positive");
+        if (Recalibrator.NumLayers < 1) throw new InvalidDataException($"{source}: recalibrator.num_layers must be at least 1");
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+}
