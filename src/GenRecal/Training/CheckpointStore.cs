@@ -1,0 +1,95 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using GenRecal.Models;
+using GenRecal.Recalibration;
+using GenRecal.Tensors;
+using GenRecal.Tokenization;
+using TorchSharp.Modules;
+
+namespace GenRecal.Training;
+
+/// <summary>Where a run stands: enough to continue it exactly.</summary>
+public sealed record CheckpointState
+{
+    [JsonPropertyName("stage")] public Stage Stage { get; init; }
+    /// <summary>Optimizer steps completed in this stage.</summary>
+    [JsonPropertyName("step")] public int Step { get; init; }
+    [JsonPropertyName("stage_complete")] public bool StageComplete { get; init; }
+    [JsonPropertyName("completed_stages")] public List<Stage> CompletedStages { get; init; } = [];
+    /// <summary>Examples consumed in this stage (the data position; the order is a seeded function of it).</summary>
+    [JsonPropertyName("data_position")] public long DataPosition { get; init; }
+    /// <summary>All randomness of a step is derived from this seed and the step, so no generator state is needed beyond it.</summary>
+    [JsonPropertyName("rng_seed")] public int RngSeed { get; init; }
+    [JsonPropertyName("created_utc")] public DateTime CreatedUtc { get; init; } = DateTime.UtcNow;
+}
+
+/// <summary>
+/// Checkpoints under OUT/checkpoints: each one a directory (student/ in HF layout, recalibrator/,
+/// optimizer.bin, state.json) written under a temporary name with fsync'ed files and renamed into place;
+/// latest.json then points to it (atomic replace). A crash at any moment leaves the previous checkpoint
+/// and pointer intact. Older checkpoints beyond KeepCheckpoints are removed only after the new one is in place.
+/// </summary>
+public sealed class CheckpointStore(string root, int keep)
+{
+    public const string LatestFileName = "latest.json";
+    static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+
+    /// <summary>Test hook: called after each file of a checkpoint is written (a test throws here to simulate a crash).</summary>
+    internal static Action<string>? AfterFileWritten;
+
+    public string Root => root;
+
+    public string Save(CheckpointState state, CausalLanguageModel student, ModelConfig studentConfig, ModelTokenizer tokenizer,
+                       Recalibrator? recalibrator, OptimizerHelper? optimizer)
+    {
+        Directory.CreateDirectory(root);
+        string name = $"{state.Stage.Name()}-step{state.Step:D6}";
+        string final = Path.Combine(root, name);
+        string tmp = Path.Combine(root, $".partial-{name}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(tmp);
+        Pretrained.Save(student, studentConfig, tokenizer, Path.Combine(tmp, "student"));
+        AfterFileWritten?.Invoke(Path.Combine(tmp, "student"));
+        if (recalibrator is not null)
+        {
+            recalibrator.Save(Path.Combine(tmp, "recalibrator"));
+            AfterFileWritten?.Invoke(Path.Combine(tmp, "recalibrator"));
+        }
+        if (optimizer is not null)
+        {
+            AtomicFile.Write(Path.Combine(tmp, "optimizer.bin"), s =>
+            {
+                using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
+                optimizer.save_state_dict(w);
+            });
+            AfterFileWritten?.Invoke(Path.Combine(tmp, "optimizer.bin"));
+        }
+        AtomicFile.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(state, Json));
+        if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+        Directory.Move(tmp, final);
+        AtomicFile.WriteAllText(Path.Combine(root, LatestFileName), JsonSerializer.Serialize(new { path = name }, Json));
+        Prune(name);
+        return final;
+    }
+
+    /// <summary>The directory and state of the newest complete checkpoint, or null.</summary>
+    public (string Dir, CheckpointState State)? Latest()
+    {
+        var pointer = Path.Combine(root, LatestFileName);
+        if (!File.Exists(pointer)) return null;
+        var name = JsonDocument.Parse(File.ReadAllText(pointer)).RootElement.GetProperty("path").GetString()!;
+        var dir = Path.Combine(root, name);
+        var statePath = Path.Combine(dir, "state.json");
+        if (!File.Exists(statePath)) throw new InvalidDataException($"{pointer}: points to {dir}, which has no state.json");
+        return (dir, JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(statePath), Json)!);
+    }
+
+    void Prune(string current)
+    {
+        foreach (var partial in Directory.GetDirectories(root, ".partial-*")) Directory.Delete(partial, recursive: true);
+        var complete = Directory.GetDirectories(root).Select(Path.GetFileName).Where(n => n is not null && !n.StartsWith('.'))
+            .Select(n => n!).Where(n => File.Exists(Path.Combine(root, n, "state.json")))
+            .OrderBy(n => Directory.GetLastWriteTimeUtc(Path.Combine(root, n))).ThenBy(n => n, StringComparer.Ordinal).ToList();
+        foreach (var old in complete.Where(n => n != current).SkipLast(Math.Max(0, keep - 1)))
+            Directory.Delete(Path.Combine(root, old), recursive: true);
+    }
+}

@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using GenRecal.Data;
+using GenRecal.Models;
+using GenRecal.Recalibration;
+using GenRecal.Tensors;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace GenRecal.Training;
+
+/// <summary>Progress of a running stage, for a progress bar.</summary>
+public sealed record TrainingProgress(Stage Stage, int Step, int TotalSteps, double Loss, double Lr, TimeSpan Elapsed);
+
+/// <summary>What a distillation run reads and writes.</summary>
+public sealed record DistillationPlan
+{
+    public required string StudentDir { get; init; }
+    public string? TeacherDir { get; init; }
+    public required string DataPath { get; init; }
+    public required string OutDir { get; init; }
+    public required IReadOnlyList<Stage> Stages { get; init; }
+    public TrainingConfig Config { get; init; } = new();
+    public bool Resume { get; init; }
+    public bool AllowBadDataLines { get; init; }
+}
+
+/// <summary>
+/// The GenRecal training recipe (setup, train, save_checkpoint, after torchtune's recipes): stages 1-3 in
+/// sequence, each consuming the previous one's student and Recalibrator, or the SFT baseline (stage 3's loss
+/// from the initial student). Output: OUT/student (HF layout), OUT/recalibrator, OUT/metrics.jsonl, OUT/checkpoints.
+/// </summary>
+public sealed class DistillationRecipe
+{
+    readonly DistillationPlan plan;
+    readonly TrainingConfig config;
+    readonly List<ConversationExample> data;
+    readonly PretrainedModel student;
+    readonly PretrainedModel? teacher;
+    Recalibrator? recalibrator;
+    readonly CheckpointStore checkpoints;
+    readonly MetricsLog metrics;
+    CheckpointState? resumeFrom;
+    string? resumeDir;
+
+    public DistillationRecipe(DistillationPlan plan)
+    {
+        this.plan = plan;
+        config = plan.Config;
+        config.Validate("training config");
+        if (plan.Stages.Count == 0) throw new ArgumentException("no stages to run");
+        bool needsTeacher = plan.Stages.Any(s => s.UsesTeacher());
+        if (needsTeacher && plan.TeacherDir is null) throw new ArgumentException("stages 1 and 2 need --teacher");
+        data = LlavaDataset.LoadStrict(plan.DataPath, plan.AllowBadDataLines);
+        Directory.CreateDirectory(plan.OutDir);
+        checkpoints = new CheckpointStore(Path.Combine(plan.OutDir, "checkpoints"), config.KeepCheckpoints);
+        metrics = new MetricsLog(Path.Combine(plan.OutDir, "metrics.jsonl"));
+        var latest = checkpoints.Latest();
+        if (latest is not null && !plan.Resume)
+            throw new ArgumentException($"{plan.OutDir} already holds checkpoints ({latest.Value.Dir}); pass --resume to continue, or choose another --out");
+        if (plan.Resume && latest is not null) (resumeDir, resumeFrom) = latest.Value;
+
+        student = Pretrained.Load(resumeDir is null ? plan.StudentDir : Path.Combine(resumeDir, "student"));
+        if (needsTeacher)
+        {
+            teacher = Pretrained.Load(plan.TeacherDir!);
+            ParameterGroups.Freeze(teacher.Model);
+            if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
+                throw new ArgumentException("the data has images, so teacher and student must both be vision-language models");
+            recalibrator = LoadOrCreateRecalibrator();
+        }
+        AtomicFile.WriteAllText(Path.Combine(plan.OutDir, "training_config.json"), config.ToJson());
+    }
+
+    public TrainingConfig Config => config;
+    public PretrainedModel Student => student;
+    public Recalibrator? Recalibrator => recalibrator;
+    public IReadOnlyList<ConversationExample> Data => data;
+
+    Recalibrator LoadOrCreateRecalibrator()
+    {
+        var fromCheckpoint = resumeDir is null ? null : Path.Combine(resumeDir, "recalibrator");
+        var previous = Path.Combine(plan.OutDir, "recalibrator");
+        foreach (var dir in new[] { fromCheckpoint, previous })
+            if (dir is not null && File.Exists(Path.Combine(dir, Recalibrator.ConfigFileName))) return Recalibrator.Load(dir);
+        manual_seed(config.Seed + 17);
+        return new Recalibrator(config.Recalibrator, student.Config.Text, teacher!.Config.Text.HiddenSize);
+    }
+
+    /// <summary>Runs every planned stage not yet completed, then writes OUT/student and OUT/recalibrator.</summary>
+    public void Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        if (resumeFrom is not null)
+        {
+            var r = resumeFrom;
+            metrics.KeepOnly(o => StageOrder(Enum.Parse<Stage>(o["stage_name"]!.GetValue<string>())) < StageOrder(r.Stage)
+                                  || (o["stage_name"]!.GetValue<string>() == r.Stage.ToString() && o["step"]!.GetValue<int>() <= r.Step));
+        }
+        else if (File.Exists(metrics.Path)) File.Delete(metrics.Path);
+        var completed = resumeFrom?.CompletedStages.ToList() ?? [];
+        foreach (var stage in plan.Stages)
+        {
+            if (completed.Contains(stage)) continue;
+            int start = resumeFrom is { StageComplete: false } r && r.Stage == stage ? r.Step : 0;
+            RunStage(stage, start, completed, progress, cancel);
+            completed.Add(stage);
+        }
+        Pretrained.Save(student.Model, student.Config, student.Tokenizer, Path.Combine(plan.OutDir, "student"));
+        recalibrator?.Save(Path.Combine(plan.OutDir, "recalibrator"));
+    }
+
+    int StageOrder(Stage s) => plan.Stages.ToList().IndexOf(s);
+
+    void RunStage(Stage stage, int startStep, List<Stage> completed, IProgress<TrainingProgress>? progress, CancellationToken cancel)
+    {
+        int total = stage == Stage.Sft ? config.StepsFor(3) : config.StepsFor((int)stage);
+        var trainable = ParameterGroups.Configure(stage, student.Model, stage.UsesTeacher() ? recalibrator : null, teacher?.Model, config);
+        student.Model.train();
+        recalibrator?.train();
+        var optimizer = optim.AdamW(trainable, config.LrStart, 0.9, 0.999, 1e-8, config.WeightDecay);
+        if (startStep > 0 && resumeDir is not null)
+        {
+            using var reader = new BinaryReader(File.OpenRead(Path.Combine(resumeDir, "optimizer.bin")));
+            optimizer.load_state_dict(reader);
+        }
+        var studentCollator = new Collator(student.Model, student.Tokenizer, config.MaxLength);
+        var teacherCollator = teacher is null ? null : new Collator(teacher.Model, teacher.Tokenizer, config.MaxLength);
+        var lossStep = stage.UsesTeacher() ? new GenRecalLossStep(teacher!.Model, student.Model, recalibrator!, config) : null;
+        int perStep = config.BatchSize * config.GradAccumulation;
+        var clock = Stopwatch.StartNew();
+        for (int step = startStep; step < total; step++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var stepClock = Stopwatch.StartNew();
+            double lr = LinearSchedule.At(step, total, config.LrStart, config.LrEnd, config.WarmupSteps);
+            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+            optimizer.zero_grad();
+            var sums = new Dictionary<string, double>();
+            long tokens = 0;
+            for (int micro = 0; micro < config.GradAccumulation; micro++)
+            {
+                var examples = Batch(stage, (long)step * perStep + (long)micro * config.BatchSize);
+                using var sb = studentCollator.Collate(examples);
+                using var tb = teacherCollator?.Collate(examples);
+                tokens += sb.Tokens + (tb?.Tokens ?? 0);
+                var terms = lossStep is null ? GenRecalLossStep.StudentOnly(student.Model, sb) : lossStep.Compute(tb!, sb, stage);
+                var values = terms.ToDictionary(kv => kv.Key, kv => kv.Value.item<float>());
+                if (values.Any(kv => !float.IsFinite(kv.Value)))
+                    throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: loss is not finite ({string.Join(", ", values.Select(kv => $"{kv.Key}={kv.Value}"))}); " +
+                        $"the last good checkpoint is kept in {checkpoints.Root}");
+                (terms["loss"] / config.GradAccumulation).backward();
+                foreach (var (k, v) in values) sums[k] = sums.GetValueOrDefault(k) + v / config.GradAccumulation;
+            }
+            double gradNorm = config.GradClip > 0 ? nn.utils.clip_grad_norm_(trainable, config.GradClip) : 0;
+            if (!double.IsFinite(gradNorm))
+                throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: gradient norm is not finite; the last good checkpoint is kept in {checkpoints.Root}");
+            optimizer.step();
+            var record = new JsonObject
+            {
+                ["stage"] = stage == Stage.Sft ? "sft" : ((int)stage).ToString(),
+                ["stage_name"] = stage.ToString(),
+                ["step"] = step + 1,
+                ["lr"] = lr,
+                ["grad_norm"] = gradNorm,
+                ["tokens_per_s"] = Math.Round(tokens / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds), 1),
+            };
+            foreach (var (k, v) in sums) record[k] = v;
+            metrics.Append(record);
+            progress?.Report(new TrainingProgress(stage, step + 1, total, sums["loss"], lr, clock.Elapsed));
+            bool last = step + 1 == total;
+            if (last || (config.CheckpointEvery > 0 && (step + 1) % config.CheckpointEvery == 0))
+                SaveCheckpoint(stage, step + 1, last, completed, optimizer, (long)(step + 1) * perStep);
+        }
+        if (total == 0) SaveCheckpoint(stage, 0, true, completed, optimizer, 0);
+        student.Model.eval();
+        recalibrator?.eval();
+    }
+
+    void SaveCheckpoint(Stage stage, int step, bool stageComplete, List<Stage> completed, OptimizerHelper optimizer, long position)
+    {
+        var state = new CheckpointState
+        {
+            Stage = stage, Step = step, StageComplete = stageComplete, DataPosition = position, RngSeed = config.Seed,
+            CompletedStages = stageComplete ? [.. completed, stage] : [.. completed],
+        };
+        checkpoints.Save(state, student.Model, student.Config, student.Tokenizer, recalibrator, optimizer);
+    }
+
+    /// <summary>Examples at data position <paramref name="position"/> of a stage: a seeded permutation per epoch.</summary>
+    List<ConversationExample> Batch(Stage stage, long position)
+    {
+        var batch = new List<ConversationExample>(config.BatchSize);
+        for (long k = position; k < position + config.BatchSize; k++)
+        {
+            long epoch = k / data.Count;
+            var order = Permutation((int)epoch, stage);
+            batch.Add(data[order[(int)(k % data.Count)]]);
+        }
+        return batch;
+    }
+
+    readonly Dictionary<(int, Stage), int[]> permutations = new();
+
+    int[] Permutation(int epoch, Stage stage)
+    {
+        if (permutations.TryGetValue((epoch, stage), out var p)) return p;
+        p = Enumerable.Range(0, data.Count).ToArray();
+        new Random(unchecked(config.Seed * 1_000_003 + (int)stage * 10_007 + epoch) & 0x7fffffff).Shuffle(p); // stable across processes
+        return permutations[(epoch, stage)] = p;
+    }
+}
