@@ -168,10 +168,10 @@ public sealed class DistillationRecipe
             };
             foreach (var (k, v) in sums) record[k] = v;
             metrics.Append(record);
-            progress?.Report(new TrainingProgress(stage, step + 1, total, sums["loss"], lr, clock.Elapsed));
             bool last = step + 1 == total;
             if (last || (config.CheckpointEvery > 0 && (step + 1) % config.CheckpointEvery == 0))
                 SaveCheckpoint(stage, step + 1, last, completed, optimizer, (long)(step + 1) * perStep);
+            progress?.Report(new TrainingProgress(stage, step + 1, total, sums["loss"], lr, clock.Elapsed));
         }
         if (total == 0) SaveCheckpoint(stage, 0, true, completed, optimizer, 0);
         student.Model.eval();

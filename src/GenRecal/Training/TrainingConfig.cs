@@ -66,6 +66,10 @@ public sealed record TrainingConfig
         if (GradAccumulation < 1) throw new InvalidDataException($"{source}: grad_accumulation must be at least 1");
         if (Steps.Values.Any(s => s < 0)) throw new InvalidDataException($"{source}: steps must not be negative");
         if (KlTemperature <= 0) throw new InvalidDataException($"{source}: kl_temperature must be positive");
+        var w = LossWeights;
+        if (new[] { w.CeRecal, w.Kl, w.RegCe, w.RegKl, w.CeStudent }.Any(v => !double.IsFinite(v) || v < 0))
+            throw new InvalidDataException($"{source}: loss_weights must be finite and non-negative");
+        if (!(LrStart > 0) || !(LrEnd >= 0)) throw new InvalidDataException($"{source}: lr_start must be positive and lr_end non-negative");
         if (Recalibrator.NumLayers < 1) throw new InvalidDataException($"{source}: recalibrator.num_layers must be at least 1");
     }
 
