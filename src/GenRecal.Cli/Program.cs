@@ -11,5 +11,7 @@ public static class Program
     {
         GenerateCommand.Create(),
         InspectCommand.Create(),
+        DistillCommand.Create(),
+        PairReportCommand.Create(),
     };
 }

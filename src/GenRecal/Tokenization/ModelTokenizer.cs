@@ -125,6 +125,9 @@ public sealed partial class ModelTokenizer
     public IReadOnlyList<int> EncodeBaseText(string text) =>
         baseTokenizer.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true);
 
+    /// <summary>Text of base-tokenizer ids (no special tokens, no compact mapping).</summary>
+    public string DecodeBase(IEnumerable<int> baseIds) => baseTokenizer.Decode(baseIds);
+
     /// <summary>Text of ids; special tokens are written out unless <paramref name="skipSpecial"/>.</summary>
     public string Decode(IEnumerable<int> ids, bool skipSpecial = false)
     {

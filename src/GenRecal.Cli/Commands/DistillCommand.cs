@@ -1,0 +1,92 @@
+using System.CommandLine;
+using GenRecal.Training;
+using Spectre.Console;
+
+namespace GenRecal.Cli.Commands;
+
+/// <summary>genrecal distill: run GenRecal stages 1-3 (or any of them) on a teacher/student pair.</summary>
+public static class DistillCommand
+{
+    public static Command Create()
+    {
+        var teacher = new Option<string?>("--teacher") { Description = "teacher model directory (needed by stages 1, 2)" };
+        var student = new Option<string>("--student") { Description = "student model directory", Required = true };
+        var data = new Option<string>("--data") { Description = "LLaVA-format JSON lines", Required = true };
+        var output = new Option<string>("--out") { Description = "output directory", Required = true };
+        var stages = new Option<string>("--stages") { Description = "comma-separated stages: 1,2,3 (or sft for the baseline)", DefaultValueFactory = _ => "1,2,3" };
+        var steps = new Option<int?>("--steps") { Description = "optimizer steps per stage (overrides the config)" };
+        var batch = new Option<int?>("--batch-size") { Description = "examples per micro-batch (overrides the config)" };
+        var config = new Option<string?>("--config") { Description = "training config JSON (see docs/ARCHITECTURE.md)" };
+        var resume = new Option<bool>("--resume") { Description = "continue from OUT/checkpoints" };
+        var allowBad = new Option<bool>("--allow-bad-lines") { Description = "skip unusable data lines (they are still reported)" };
+        var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, stages, steps, batch, config, resume, allowBad };
+        cmd.SetAction(r => CliErrors.Run(() =>
+        {
+            var plan = new DistillationPlan
+            {
+                TeacherDir = r.GetValue(teacher), StudentDir = r.GetValue(student)!, DataPath = r.GetValue(data)!, OutDir = r.GetValue(output)!,
+                Stages = ParseStages(r.GetValue(stages)!),
+                Config = Configure(r.GetValue(config), r.GetValue(steps), r.GetValue(batch)),
+                Resume = r.GetValue(resume), AllowBadDataLines = r.GetValue(allowBad),
+            };
+            Run(plan);
+            AnsiConsole.MarkupLine($"student: [bold]{Markup.Escape(Path.Combine(plan.OutDir, "student"))}[/]; metrics: {Markup.Escape(Path.Combine(plan.OutDir, "metrics.jsonl"))}");
+            return ExitCodes.Success;
+        }));
+        return cmd;
+    }
+
+    public static TrainingConfig Configure(string? path, int? steps, int? batch)
+    {
+        var c = path is null ? new TrainingConfig() : TrainingConfig.Load(path);
+        if (steps is { } s) c = c with { Steps = new() { [1] = s, [2] = s, [3] = s } };
+        if (batch is { } b) c = c with { BatchSize = b };
+        c.Validate("command line");
+        return c;
+    }
+
+    public static List<Stage> ParseStages(string text) => text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(s => s switch
+    {
+        "1" => Stage.Alignment,
+        "2" => Stage.Distillation,
+        "3" => Stage.FineTuning,
+        "sft" => Stage.Sft,
+        _ => throw new ArgumentException($"--stages: unknown stage '{s}' (use 1, 2, 3 or sft)"),
+    }).ToList();
+
+    /// <summary>Runs a plan with a progress bar on an interactive terminal, plain lines otherwise.</summary>
+    public static void Run(DistillationPlan plan)
+    {
+        var recipe = new DistillationRecipe(plan);
+        if (!AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            int lastPrinted = 0;
+            recipe.Run(new Progress(p =>
+            {
+                if (p.Step == p.TotalSteps || p.Step - lastPrinted >= Math.Max(1, p.TotalSteps / 10))
+                {
+                    lastPrinted = p.Step == p.TotalSteps ? 0 : p.Step;
+                    Console.WriteLine($"{p.Stage.Name()} step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.Lr:E2} ({p.Elapsed.TotalSeconds:F0}s)");
+                }
+            }));
+            return;
+        }
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var tasks = new Dictionary<Stage, ProgressTask>();
+                recipe.Run(new Progress(p =>
+                {
+                    if (!tasks.TryGetValue(p.Stage, out var task)) tasks[p.Stage] = task = ctx.AddTask(p.Stage.Name(), maxValue: p.TotalSteps);
+                    task.Value = p.Step;
+                    task.Description = $"{p.Stage.Name()} loss {p.Loss:F3}";
+                }));
+            });
+    }
+
+    sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}
