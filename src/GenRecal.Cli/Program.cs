@@ -13,5 +13,8 @@ public static class Program
         InspectCommand.Create(),
         DistillCommand.Create(),
         PairReportCommand.Create(),
+        MakeDataCommand.Create(),
+        EvalCommand.Create(),
+        DemoCommand.Create(),
     };
 }

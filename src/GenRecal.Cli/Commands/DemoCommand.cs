@@ -1,0 +1,38 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using GenRecal.Demo;
+using GenRecal.Tensors;
+using GenRecal.Training;
+using Spectre.Console;
+
+namespace GenRecal.Cli.Commands;
+
+/// <summary>genrecal demo: the whole mission end to end, with report.md and plots.</summary>
+public static class DemoCommand
+{
+    public static Command Create()
+    {
+        var preset = new Option<string>("--preset") { Description = "quick (under 15 min on 2 cores) or full", DefaultValueFactory = _ => "quick" };
+        var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "out/demo" };
+        var seed = new Option<int>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
+        var cmd = new Command("demo", "Make data, train a teacher, distill a student with GenRecal and compare with SFT") { preset, output, seed };
+        cmd.SetAction(r => CliErrors.Run(() =>
+        {
+            Run(DemoPreset.ByName(r.GetValue(preset)!), r.GetValue(output)!, r.GetValue(seed));
+            return ExitCodes.Success;
+        }));
+        return cmd;
+    }
+
+    public static DemoResult Run(DemoPreset preset, string outDir, int seed)
+    {
+        var runner = new DemoRunner(preset, outDir, seed, msg => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(msg)}"));
+        var result = runner.Run(DistillCommand.Run);
+        PairReportCommand.Print(result.Pair, []);
+        EvalCommand.Print(result.Evaluations);
+        var report = DemoReport.Write(result);
+        AnsiConsole.MarkupLine($"report: [bold]{Markup.Escape(report)}[/]");
+        return result;
+    }
+}

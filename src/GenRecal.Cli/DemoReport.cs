@@ -1,0 +1,90 @@
+using System.Globalization;
+using System.Text;
+using GenRecal.Demo;
+using GenRecal.Tensors;
+using GenRecal.Training;
+
+namespace GenRecal.Cli;
+
+/// <summary>Writes OUT/report.md with the comparison table, settings, timings and ScottPlot PNGs.</summary>
+public static class DemoReport
+{
+    public static string Write(DemoResult r)
+    {
+        var sb = new StringBuilder();
+        var inv = CultureInfo.InvariantCulture;
+        var p = r.Preset;
+        sb.AppendLine($"# GenRecal demo — preset `{p.Name}`, seed {r.Seed}\n");
+        var families = r.Evaluations.SelectMany(e => e.Families.Keys).Distinct().Order().ToList();
+        sb.AppendLine($"| model | accuracy | {string.Join(" | ", families)} |");
+        sb.AppendLine($"|---|---:|{string.Concat(families.Select(_ => "---:|"))}");
+        foreach (var e in r.Evaluations)
+            sb.AppendLine($"| {e.Model} | {e.Accuracy.ToString("P1", inv)} ({e.Correct}/{e.Total}) | " +
+                string.Join(" | ", families.Select(f => e.Families.TryGetValue(f, out var v) ? ((double)v.Correct / v.Total).ToString("P0", inv) : "-")) + " |");
+        sb.AppendLine();
+        sb.AppendLine("## Settings");
+        sb.AppendLine($"- data: {p.Train} train / {p.Val} val / {p.Test} test synthetic VQA examples, six families");
+        sb.AppendLine($"- teacher: {p.TeacherTokenizer} (compact), hidden {p.TeacherText.HiddenSize}, {p.TeacherText.NumHiddenLayers} layers, {p.TeacherVision.ImageSize}px images → {p.TeacherVision.NumImageTokens} image tokens; SFT {p.TeacherSteps} steps");
+        sb.AppendLine($"- student: {p.StudentTokenizer} (compact), hidden {p.StudentText.HiddenSize}, {p.StudentText.NumHiddenLayers} layers, {p.StudentVision.ImageSize}px images → {p.StudentVision.NumImageTokens} image tokens");
+        sb.AppendLine($"- held equal between SFT and GenRecal: the initial student, the training data and its order, batch size {p.BatchSize}, " +
+            $"{p.StudentSteps} student optimizer steps (GenRecal: stage 2 {p.Stage2Steps} + stage 3 {p.Stage3Steps}; SFT: {p.StudentSteps}), AdamW with LR {p.LrStart.ToString(inv)} → {p.LrEnd.ToString(inv)} linear per stage");
+        sb.AppendLine($"- GenRecal additionally trains the Recalibrator alone for {p.Stage1Steps} stage-1 steps (student frozen) and runs the teacher forward in stages 1-2");
+        sb.AppendLine($"- pair: identical token boundaries {r.Pair.IdenticalBoundaryShare.ToString("P1", inv)}, tokens/char teacher {r.Pair.Teacher.TokensPerChar.ToString("F3", inv)} vs student {r.Pair.Student.TokensPerChar.ToString("F3", inv)}");
+        sb.AppendLine();
+        sb.AppendLine("## Timings (seconds)");
+        foreach (var (k, v) in r.Seconds) sb.AppendLine($"- {k}: {v.ToString(inv)}");
+        sb.AppendLine();
+        var lossPng = Path.Combine(r.OutDir, "losses.png");
+        var accPng = Path.Combine(r.OutDir, "accuracy.png");
+        PlotLosses(r, lossPng);
+        PlotAccuracy(r, families, accPng);
+        sb.AppendLine("![loss terms per stage](losses.png)\n\n![accuracy per family](accuracy.png)");
+        var path = Path.Combine(r.OutDir, "report.md");
+        AtomicFile.WriteAllText(path, sb.ToString());
+        return path;
+    }
+
+    static void PlotLosses(DemoResult r, string path)
+    {
+        var plot = new ScottPlot.Plot();
+        int offset = 0;
+        foreach (var (label, file) in new[] { ("genrecal", r.GenRecalMetrics), ("sft", r.SftMetrics) })
+        {
+            if (!File.Exists(file)) continue;
+            var m = MetricsLog.Read(file);
+            foreach (var term in new[] { "ce_recal", "kl", "reg_ce", "reg_kl", "ce_student" })
+            {
+                var rows = m.Select((o, i) => (i, o)).Where(x => x.o[term] is not null).ToList();
+                if (rows.Count == 0) continue;
+                var s = plot.Add.Scatter(rows.Select(x => (double)(x.i + offset)).ToArray(), rows.Select(x => x.o[term]!.GetValue<double>()).ToArray());
+                s.LegendText = $"{label}: {term}";
+                s.MarkerSize = 0;
+            }
+        }
+        plot.XLabel("optimizer step (stages concatenated)");
+        plot.YLabel("loss");
+        plot.ShowLegend();
+        plot.SavePng(path, 900, 500);
+    }
+
+    static void PlotAccuracy(DemoResult r, List<string> families, string path)
+    {
+        var plot = new ScottPlot.Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        for (int mi = 0; mi < r.Evaluations.Count; mi++)
+        {
+            var e = r.Evaluations[mi];
+            var bars = families.Select((f, fi) => new ScottPlot.Bar
+            {
+                Position = fi * (r.Evaluations.Count + 1) + mi,
+                Value = e.Families.TryGetValue(f, out var v) ? 100.0 * v.Correct / v.Total : 0,
+                FillColor = palette.GetColor(mi),
+            }).ToArray();
+            plot.Add.Bars(bars).LegendText = e.Model;
+        }
+        plot.Axes.Bottom.SetTicks(families.Select((_, fi) => (double)(fi * (r.Evaluations.Count + 1) + (r.Evaluations.Count - 1) / 2.0)).ToArray(), families.ToArray());
+        plot.YLabel("accuracy (%)");
+        plot.ShowLegend();
+        plot.SavePng(path, 900, 450);
+    }
+}

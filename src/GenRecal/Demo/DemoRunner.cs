@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using GenRecal.Data;
+using GenRecal.Evaluation;
+using GenRecal.Models;
+using GenRecal.Tokenization;
+using GenRecal.Training;
+
+namespace GenRecal.Demo;
+
+/// <summary>What the demo measured.</summary>
+public sealed record DemoResult(DemoPreset Preset, int Seed, string OutDir, PairReport Pair, List<EvaluationResult> Evaluations,
+                                Dictionary<string, double> Seconds, string GenRecalMetrics, string SftMetrics);
+
+/// <summary>
+/// The end-to-end mission on one machine: make the benchmark; train (or reuse) a teacher VLM; create a smaller
+/// student with another tokenizer, width, depth and image-token count; train the SFT-only baseline and the
+/// GenRecal student from the same initial student with the same student optimizer steps, batch size and
+/// LR schedule; evaluate all four on the test split.
+/// </summary>
+public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Action<string>? log = null)
+{
+    readonly Dictionary<string, double> seconds = new();
+
+    public DemoResult Run(Action<DistillationPlan>? train = null)
+    {
+        train ??= plan => new DistillationRecipe(plan).Run();
+        var dataDir = Path.Combine(outDir, "data");
+        Timed("data", () =>
+        {
+            if (File.Exists(Path.Combine(dataDir, "test.jsonl"))) { log?.Invoke("reusing the benchmark in " + dataDir); return; }
+            log?.Invoke($"making the benchmark ({preset.Train}/{preset.Val}/{preset.Test})");
+            SyntheticBenchmark.Generate(dataDir, new SyntheticBenchmark.Options(preset.Train, preset.Val, preset.Test, seed));
+        });
+        string trainPath = Path.Combine(dataDir, "train.jsonl"), testPath = Path.Combine(dataDir, "test.jsonl");
+        var corpus = new[] { "train", "val", "test" }.SelectMany(s => LlavaDataset.LoadStrict(Path.Combine(dataDir, $"{s}.jsonl")))
+            .SelectMany(e => e.Turns.Select(t => t.Value.Replace("<image>", ""))).Concat(Enumerable.Range(0, 100).Select(i => i.ToString())).ToList();
+
+        var teacherDir = Path.Combine(outDir, "runs", "teacher", "student");
+        Timed("teacher", () =>
+        {
+            if (File.Exists(Path.Combine(teacherDir, "config.json"))) { log?.Invoke("reusing the teacher in " + teacherDir); return; }
+            var init = CreateModel(Path.Combine(outDir, "models", "teacher-init"), preset.TeacherTokenizer, ChatTemplate.ChatML, preset.TeacherText, preset.TeacherVision, corpus, seed + 1);
+            log?.Invoke($"training the teacher ({preset.TeacherSteps} steps)");
+            Fresh(Path.Combine(outDir, "runs", "teacher"));
+            train(Plan(init, null, trainPath, Path.Combine(outDir, "runs", "teacher"), [Stage.Sft], new() { [3] = preset.TeacherSteps }));
+        });
+        var studentInit = CreateModel(Path.Combine(outDir, "models", "student-init"), preset.StudentTokenizer, ChatTemplate.Llama3, preset.StudentText, preset.StudentVision, corpus, seed + 2);
+        var train0 = LlavaDataset.LoadStrict(trainPath);
+        var pair = PairReport.Build(Pretrained.Load(teacherDir), Pretrained.Load(studentInit), train0, 160);
+
+        string sftRun = Path.Combine(outDir, "runs", "sft"), genRun = Path.Combine(outDir, "runs", "genrecal");
+        Timed("sft", () =>
+        {
+            log?.Invoke($"training the SFT-only student ({preset.StudentSteps} steps)");
+            Fresh(sftRun);
+            train(Plan(studentInit, null, trainPath, sftRun, [Stage.Sft], new() { [3] = preset.StudentSteps }));
+        });
+        Timed("genrecal", () =>
+        {
+            log?.Invoke($"training the GenRecal student (stages {preset.Stage1Steps}/{preset.Stage2Steps}/{preset.Stage3Steps} steps)");
+            Fresh(genRun);
+            train(Plan(studentInit, teacherDir, trainPath, genRun, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
+                new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps }));
+        });
+
+        var test = LlavaDataset.LoadStrict(testPath);
+        var evaluations = new List<EvaluationResult>();
+        Timed("evaluation", () =>
+        {
+            foreach (var (name, dir) in new[] { ("teacher", teacherDir), ("student-init", studentInit), ("sft", Path.Combine(sftRun, "student")), ("genrecal", Path.Combine(genRun, "student")) })
+            {
+                log?.Invoke($"evaluating {name}");
+                evaluations.Add(Evaluator.Run(Pretrained.Load(dir), test) with { Model = name });
+            }
+        });
+        return new DemoResult(preset, seed, outDir, pair, evaluations, seconds, Path.Combine(genRun, "metrics.jsonl"), Path.Combine(sftRun, "metrics.jsonl"));
+    }
+
+    DistillationPlan Plan(string student, string? teacher, string data, string run, Stage[] stages, Dictionary<int, int> steps) => new()
+    {
+        StudentDir = student, TeacherDir = teacher, DataPath = data, OutDir = run, Stages = stages, Config = preset.Training(seed, steps),
+    };
+
+    static string CreateModel(string dir, string encoding, ChatTemplate template, LanguageModelConfig text, VisionConfig vision, IEnumerable<string> corpus, int seed)
+    {
+        var tok = ModelTokenizer.BuildCompact(encoding, corpus, template);
+        var config = new ModelConfig(text with { VocabSize = tok.VocabSize }, vision, tok.ImageTokenId);
+        TorchSharp.torch.manual_seed(seed);
+        var model = Pretrained.Create(config);
+        Pretrained.Save(model, config, tok, dir);
+        return dir;
+    }
+
+    static void Fresh(string runDir)
+    {
+        // runs are derived outputs: a new demo run replaces them (the teacher and data are reused)
+        if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
+    }
+
+    void Timed(string name, Action a)
+    {
+        var sw = Stopwatch.StartNew();
+        a();
+        seconds[name] = Math.Round(sw.Elapsed.TotalSeconds, 1);
+    }
+}
