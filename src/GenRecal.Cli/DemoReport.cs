@@ -26,7 +26,7 @@ public static class DemoReport
         sb.AppendLine($"- data: {p.Train} train / {p.Val} val / {p.Test} test synthetic VQA examples, six families");
         sb.AppendLine($"- teacher: {p.TeacherTokenizer} (compact), hidden {p.TeacherText.HiddenSize}, {p.TeacherText.NumHiddenLayers} layers, {p.TeacherVision.ImageSize}px images → {p.TeacherVision.NumImageTokens} image tokens; SFT {p.TeacherSteps} steps");
         sb.AppendLine($"- student: {p.StudentTokenizer} (compact), hidden {p.StudentText.HiddenSize}, {p.StudentText.NumHiddenLayers} layers, {p.StudentVision.ImageSize}px images → {p.StudentVision.NumImageTokens} image tokens");
-        sb.AppendLine($"- held equal between SFT and GenRecal: the initial student, the training data and its order, batch size {p.BatchSize}, " +
+        sb.AppendLine($"- held equal between SFT and GenRecal: the initial student, the training data (each stage shuffles it with the run seed), batch size {p.BatchSize}, " +
             $"{p.StudentSteps} student optimizer steps (GenRecal: stage 2 {p.Stage2Steps} + stage 3 {p.Stage3Steps}; SFT: {p.StudentSteps}), AdamW with LR {p.LrStart.ToString(inv)} → {p.LrEnd.ToString(inv)} linear per stage");
         sb.AppendLine($"- GenRecal additionally trains the Recalibrator alone for {p.Stage1Steps} stage-1 steps (student frozen) and runs the teacher forward in stages 1-2");
         sb.AppendLine($"- pair: identical token boundaries {r.Pair.IdenticalBoundaryShare.ToString("P1", inv)}, tokens/char teacher {r.Pair.Teacher.TokensPerChar.ToString("F3", inv)} vs student {r.Pair.Student.TokensPerChar.ToString("F3", inv)}");
@@ -44,9 +44,27 @@ public static class DemoReport
         return path;
     }
 
+    /// <summary>SkiaSharp's dependency-free build has no font discovery, so ScottPlot is given a TrueType file
+    /// (DejaVu Sans, Debian's fonts-dejavu-core, which scripts/prereqs.sh installs).</summary>
+    static readonly Lazy<bool> FontsRegistered = new(() =>
+    {
+        string[] candidates = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"];
+        var file = candidates.FirstOrDefault(File.Exists);
+        if (file is null) return false;
+        ScottPlot.Fonts.AddFontFile("DejaVu Sans", file, bold: false, italic: false);
+        ScottPlot.Fonts.Default = "DejaVu Sans";
+        return true;
+    });
+
+    static ScottPlot.Plot NewPlot()
+    {
+        if (!FontsRegistered.Value) Console.Error.WriteLine("warning: no DejaVu Sans font found; plots will have no text (apt-get install fonts-dejavu-core)");
+        return new ScottPlot.Plot();
+    }
+
     static void PlotLosses(DemoResult r, string path)
     {
-        var plot = new ScottPlot.Plot();
+        var plot = NewPlot();
         int offset = 0;
         foreach (var (label, file) in new[] { ("genrecal", r.GenRecalMetrics), ("sft", r.SftMetrics) })
         {
@@ -69,7 +87,7 @@ public static class DemoReport
 
     static void PlotAccuracy(DemoResult r, List<string> families, string path)
     {
-        var plot = new ScottPlot.Plot();
+        var plot = NewPlot();
         var palette = new ScottPlot.Palettes.Category10();
         for (int mi = 0; mi < r.Evaluations.Count; mi++)
         {

@@ -205,6 +205,7 @@ public static class SyntheticBenchmark
     public static List<(string Colour, SKRect Rect)> ChartLayout(Scene scene)
     {
         var keys = scene.Bars.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
+        if (keys.Count == 0) return [];
         int width = (ImageSize - 8) / keys.Count;
         int unit = (ImageSize - 8) / Math.Max(9, scene.Bars.Values.Max());
         return keys.Select((k, i) => (k, new SKRect(4 + i * width + 2, ImageSize - 4 - scene.Bars[k] * unit, 4 + (i + 1) * width - 2, ImageSize - 4))).ToList();
