@@ -5,7 +5,15 @@ namespace GenRecal.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => BuildRoot().Parse(args).Invoke();
+    public static int Main(string[] args)
+    {
+        // Spectre writes wherever Console.Out points now (so output can be redirected and captured)
+        Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+        {
+            Out = new Spectre.Console.AnsiConsoleOutput(Console.Out),
+        });
+        return BuildRoot().Parse(args).Invoke();
+    }
 
     public static RootCommand BuildRoot() => new("genrecal: distill a large vision-language model into a small one across tokenizers")
     {
