@@ -1,3 +1,42 @@
+using System.Diagnostics;
+using GenRecal.Demo;
 using GenRecal.Models;
-var m = new VisionLanguageModel(new ModelConfig(new LanguageModelConfig{VocabSize=10,HiddenSize=8,IntermediateSize=8,NumHiddenLayers=1,NumAttentionHeads=2,NumKeyValueHeads=1,HeadDim=4}, new VisionConfig{ImageSize=8,PatchSize=4,HiddenSize=8,IntermediateSize=8,NumHiddenLayers=1,NumAttentionHeads=2}, 3));
-foreach (var (n, p) in m.named_parameters()) Console.WriteLine(n);
+using GenRecal.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+// Prints throughput figures for the demo's model sizes on this machine. Usage:
+//   dotnet run -c Release --project bench/GenRecal.Bench
+TorchRuntime.EnsureLoaded();
+Console.WriteLine($"threads: {get_num_threads()}, backend: {TorchRuntime.Mode}");
+
+manual_seed(0);
+var a = randn(1024, 1024);
+a.matmul(a).Dispose();
+var sw = Stopwatch.StartNew();
+for (int i = 0; i < 20; i++) a.matmul(a).Dispose();
+double gflops = 20 * 2.0 * Math.Pow(1024, 3) / sw.Elapsed.TotalSeconds / 1e9;
+Console.WriteLine($"fp32 matmul 1024^2: {gflops:F1} GFLOP/s");
+
+var preset = DemoPreset.Quick;
+foreach (var (name, text) in new[] { ("teacher", preset.TeacherText), ("student", preset.StudentText) })
+{
+    var model = new CausalLanguageModel(text with { VocabSize = 400 });
+    var ids = randint(0, 400, [16, 64]);
+    using (no_grad()) model.Logits(ids).Dispose();
+    sw.Restart();
+    int reps = 10;
+    using (no_grad()) for (int i = 0; i < reps; i++) model.Logits(ids).Dispose();
+    double fwd = reps * ids.numel() / sw.Elapsed.TotalSeconds;
+    var opt = optim.AdamW(model.parameters(), 1e-3);
+    sw.Restart();
+    for (int i = 0; i < reps; i++)
+    {
+        using var scope = NewDisposeScope();
+        opt.zero_grad();
+        model.Logits(ids).log_softmax(-1).mean().backward();
+        opt.step();
+    }
+    double train = reps * ids.numel() / sw.Elapsed.TotalSeconds;
+    Console.WriteLine($"{name} (hidden {text.HiddenSize}, {text.NumHiddenLayers} layers, {model.CountParameters():N0} params): forward {fwd:N0} tok/s, train step {train:N0} tok/s, ratio {fwd / train:F2}");
+}
