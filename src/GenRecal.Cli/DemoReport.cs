@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using GenRecal.Demo;
+using GenRecal.Evaluation;
 using GenRecal.Tensors;
 using GenRecal.Training;
 
@@ -14,7 +15,8 @@ public static class DemoReport
         var sb = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
         var p = r.Preset;
-        sb.AppendLine($"# GenRecal demo — preset `{p.Name}`, seed {r.Seed}\n");
+        sb.AppendLine($"# GenRecal demo — preset `{p.Name}`, seed {r.Seed}, variant `{r.Variant}`\n");
+        sb.AppendLine($"GenRecal variant: {GenRecalVariants.All[r.Variant].Description}.\n");
         var families = r.Evaluations.SelectMany(e => e.Families.Keys).Distinct().Order().ToList();
         sb.AppendLine($"| model | accuracy | {string.Join(" | ", families)} |");
         sb.AppendLine($"|---|---:|{string.Concat(families.Select(_ => "---:|"))}");
@@ -34,12 +36,21 @@ public static class DemoReport
         sb.AppendLine("## Timings (seconds)");
         foreach (var (k, v) in r.Seconds) sb.AppendLine($"- {k}: {v.ToString(inv)}");
         sb.AppendLine();
-        var lossPng = Path.Combine(r.OutDir, "losses.png");
-        var accPng = Path.Combine(r.OutDir, "accuracy.png");
+        string suffix = r.Variant == "paper" ? "" : "-" + r.Variant;
+        var lossPng = Path.Combine(r.OutDir, $"losses{suffix}.png");
+        var accPng = Path.Combine(r.OutDir, $"accuracy{suffix}.png");
         PlotLosses(r, lossPng);
         PlotAccuracy(r, families, accPng);
-        sb.AppendLine("![loss terms per stage](losses.png)\n\n![accuracy per family](accuracy.png)");
-        var path = Path.Combine(r.OutDir, "report.md");
+        sb.AppendLine($"![loss terms per stage](losses{suffix}.png)\n\n![accuracy per family](accuracy{suffix}.png)");
+        var json = new System.Text.Json.Nodes.JsonObject
+        {
+            ["preset"] = p.Name, ["seed"] = r.Seed, ["variant"] = r.Variant,
+            ["evaluations"] = new System.Text.Json.Nodes.JsonArray(r.Evaluations.Select(e => (System.Text.Json.Nodes.JsonNode)e.ToJson()).ToArray()),
+            ["seconds"] = new System.Text.Json.Nodes.JsonObject(r.Seconds.Select(kv => KeyValuePair.Create(kv.Key, (System.Text.Json.Nodes.JsonNode?)kv.Value))),
+            ["pair"] = r.Pair.ToJson(),
+        };
+        AtomicFile.WriteAllText(Path.Combine(r.OutDir, $"results{suffix}.json"), json.ToJsonString(new() { WriteIndented = true }));
+        var path = Path.Combine(r.OutDir, $"report{suffix}.md");
         AtomicFile.WriteAllText(path, sb.ToString());
         return path;
     }

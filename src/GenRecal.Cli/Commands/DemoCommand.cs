@@ -16,18 +16,24 @@ public static class DemoCommand
         var preset = new Option<string>("--preset") { Description = "quick (under 15 min on 2 cores) or full", DefaultValueFactory = _ => "quick" };
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "out/demo" };
         var seed = new Option<int>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("demo", "Make data, train a teacher, distill a student with GenRecal and compare with SFT") { preset, output, seed };
+        var variant = new Option<string>("--variant") { Description = $"GenRecal configuration: {string.Join(", ", GenRecalVariants.All.Keys)}", DefaultValueFactory = _ => "paper" };
+        var cmd = new Command("demo", "Make data, train a teacher, distill a student with GenRecal and compare with SFT") { preset, output, seed, variant };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
-            Run(DemoPreset.ByName(r.GetValue(preset)!), r.GetValue(output)!, r.GetValue(seed));
+            Run(DemoPreset.ByName(r.GetValue(preset)!), r.GetValue(output)!, r.GetValue(seed), r.GetValue(variant)!);
             return ExitCodes.Success;
         }));
         return cmd;
     }
 
-    public static DemoResult Run(DemoPreset preset, string outDir, int seed)
+    public static DemoResult Run(DemoPreset preset, string outDir, int seed, string variant = "paper")
     {
-        var runner = new DemoRunner(preset, outDir, seed, msg => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(msg)}"));
+        GenRecalVariants.Get(variant); // fail before any work on an unknown name
+        var runner = new DemoRunner(preset, outDir, seed, msg => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(msg)}"), variant)
+        {
+            // variants are compared against the same SFT student, which is deterministic for the seed
+            ReuseSft = variant != "paper",
+        };
         var result = runner.Run(DistillCommand.Run);
         PairReportCommand.Print(result.Pair, []);
         EvalCommand.Print(result.Evaluations);

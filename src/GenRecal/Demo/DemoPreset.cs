@@ -7,13 +7,13 @@ namespace GenRecal.Demo;
 public sealed record DemoPreset
 {
     public required string Name { get; init; }
-    public int Train { get; init; } = 600;
-    public int Val { get; init; } = 60;
-    public int Test { get; init; } = 120;
-    public int TeacherSteps { get; init; } = 400;
-    public int Stage1Steps { get; init; } = 100;
-    public int Stage2Steps { get; init; } = 150;
-    public int Stage3Steps { get; init; } = 150;
+    public int Train { get; init; } = 2000;
+    public int Val { get; init; } = 120;
+    public int Test { get; init; } = 300;
+    public int TeacherSteps { get; init; } = 3000;
+    public int Stage1Steps { get; init; } = 200;
+    public int Stage2Steps { get; init; } = 600;
+    public int Stage3Steps { get; init; } = 600;
     public int BatchSize { get; init; } = 16;
     public double LrStart { get; init; } = 3e-3;
     public double LrEnd { get; init; } = 3e-4;
@@ -23,7 +23,7 @@ public sealed record DemoPreset
     };
     public VisionConfig TeacherVision { get; init; } = new()
     {
-        ImageSize = 48, PatchSize = 8, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, DownsampleRatio = 0.5,
+        ImageSize = 64, PatchSize = 8, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3, NumAttentionHeads = 4, DownsampleRatio = 0.5,
     };
     public LanguageModelConfig StudentText { get; init; } = new()
     {
@@ -32,7 +32,7 @@ public sealed record DemoPreset
     };
     public VisionConfig StudentVision { get; init; } = new()
     {
-        ImageSize = 32, PatchSize = 8, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, DownsampleRatio = 1.0,
+        ImageSize = 40, PatchSize = 8, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, DownsampleRatio = 1.0,
     };
     public string TeacherTokenizer { get; init; } = "o200k_base";
     public string StudentTokenizer { get; init; } = "gpt2";
@@ -40,7 +40,7 @@ public sealed record DemoPreset
     public static DemoPreset Quick => new() { Name = "quick" };
     public static DemoPreset Full => new()
     {
-        Name = "full", Train = 3000, Val = 200, Test = 600, TeacherSteps = 1500, Stage1Steps = 300, Stage2Steps = 600, Stage3Steps = 600,
+        Name = "full", Train = 4000, Val = 200, Test = 600, TeacherSteps = 6000, Stage1Steps = 300, Stage2Steps = 1000, Stage3Steps = 1000,
     };
     /// <summary>Seconds-long miniature for the test suite: same code path, tiny sizes.</summary>
     public static DemoPreset Miniature => new()

@@ -8,7 +8,7 @@ using GenRecal.Training;
 namespace GenRecal.Demo;
 
 /// <summary>What the demo measured.</summary>
-public sealed record DemoResult(DemoPreset Preset, int Seed, string OutDir, PairReport Pair, List<EvaluationResult> Evaluations,
+public sealed record DemoResult(DemoPreset Preset, int Seed, string Variant, string OutDir, PairReport Pair, List<EvaluationResult> Evaluations,
                                 Dictionary<string, double> Seconds, string GenRecalMetrics, string SftMetrics);
 
 /// <summary>
@@ -17,9 +17,12 @@ public sealed record DemoResult(DemoPreset Preset, int Seed, string OutDir, Pair
 /// GenRecal student from the same initial student with the same student optimizer steps, batch size and
 /// LR schedule; evaluate all four on the test split.
 /// </summary>
-public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Action<string>? log = null)
+public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Action<string>? log = null, string variant = "paper")
 {
     readonly Dictionary<string, double> seconds = new();
+
+    /// <summary>Reuse an SFT student already in OUT (it is deterministic for the seed; set when comparing variants).</summary>
+    public bool ReuseSft { get; init; }
 
     public DemoResult Run(Action<DistillationPlan>? train = null)
     {
@@ -48,9 +51,10 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var train0 = LlavaDataset.LoadStrict(trainPath);
         var pair = PairReport.Build(Pretrained.Load(teacherDir), Pretrained.Load(studentInit), train0, 160);
 
-        string sftRun = Path.Combine(outDir, "runs", "sft"), genRun = Path.Combine(outDir, "runs", "genrecal");
+        string sftRun = Path.Combine(outDir, "runs", "sft"), genRun = Path.Combine(outDir, "runs", variant == "paper" ? "genrecal" : $"genrecal-{variant}");
         Timed("sft", () =>
         {
+            if (ReuseSft && File.Exists(Path.Combine(sftRun, "student", "config.json"))) { log?.Invoke("reusing the SFT student in " + sftRun); return; }
             log?.Invoke($"training the SFT-only student ({preset.StudentSteps} steps)");
             Fresh(sftRun);
             train(Plan(studentInit, null, trainPath, sftRun, [Stage.Sft], new() { [3] = preset.StudentSteps }));
@@ -59,8 +63,9 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         {
             log?.Invoke($"training the GenRecal student (stages {preset.Stage1Steps}/{preset.Stage2Steps}/{preset.Stage3Steps} steps)");
             Fresh(genRun);
-            train(Plan(studentInit, teacherDir, trainPath, genRun, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
-                new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps }));
+            var plan = Plan(studentInit, teacherDir, trainPath, genRun, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
+                new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps });
+            train(plan with { Config = GenRecalVariants.Get(variant)(plan.Config) });
         });
 
         var test = LlavaDataset.LoadStrict(testPath);
@@ -73,7 +78,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
                 evaluations.Add(Evaluator.Run(Pretrained.Load(dir), test) with { Model = name });
             }
         });
-        return new DemoResult(preset, seed, outDir, pair, evaluations, seconds, Path.Combine(genRun, "metrics.jsonl"), Path.Combine(sftRun, "metrics.jsonl"));
+        return new DemoResult(preset, seed, variant, outDir, pair, evaluations, seconds, Path.Combine(genRun, "metrics.jsonl"), Path.Combine(sftRun, "metrics.jsonl"));
     }
 
     DistillationPlan Plan(string student, string? teacher, string data, string run, Stage[] stages, Dictionary<int, int> steps) => new()
