@@ -35,7 +35,9 @@ public sealed class CheckpointStore(string root, int keep)
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
 
     /// <summary>Test hook: called after each file of a checkpoint is written (a test throws here to simulate a crash).</summary>
-    internal static Action<string>? AfterFileWritten;
+    internal static Action<string>? AfterFileWritten = Environment.GetEnvironmentVariable("GENRECAL_FAULT_CHECKPOINT_PAUSE_MS") is { } ms
+        ? _ => Thread.Sleep(int.Parse(ms, System.Globalization.CultureInfo.InvariantCulture)) // lets a test kill the process mid-write
+        : null;
 
     public string Root => root;
 

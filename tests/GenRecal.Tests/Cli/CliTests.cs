@@ -117,3 +117,36 @@ public class CliTests
 
     static int SyntheticBenchmarkFamilies => GenRecal.Data.SyntheticBenchmark.Families.Length;
 }
+
+/// <summary>A real process killed with SIGKILL in the middle of writing a checkpoint.</summary>
+public class CheckpointKillTests
+{
+    [Fact]
+    public void Killing_the_process_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable()
+    {
+        var root = TestSupport.TempDir();
+        string t = TinyPair.Teacher(root), s = TinyPair.Student(root), data = TinyPair.WriteData(root), output = Path.Combine(root, "out");
+        var config = Path.Combine(root, "train.json");
+        File.WriteAllText(config, """{"steps": {"1": 4}, "batch_size": 2, "checkpoint_every": 2}""");
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "GenRecal.Cli.dll"), "distill", "--teacher", t, "--student", s, "--data", data, "--out", output, "--stages", "1", "--config", config },
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        psi.Environment["GENRECAL_FAULT_CHECKPOINT_PAUSE_MS"] = "1500";
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var checkpoints = Path.Combine(output, "checkpoints");
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        // wait until the step-2 checkpoint is complete and the step-4 one is being written
+        while (DateTime.UtcNow < deadline && !(File.Exists(Path.Combine(checkpoints, "latest.json"))
+               && Directory.GetDirectories(checkpoints, ".partial-*").Length > 0))
+            Thread.Sleep(50);
+        p.Kill(entireProcessTree: true);
+        p.WaitForExit();
+        Assert.NotEmpty(Directory.GetDirectories(checkpoints, ".partial-*")); // it really died mid-write
+        var (dir, state) = new GenRecal.Training.CheckpointStore(checkpoints, 2).Latest()!.Value;
+        Assert.Equal(2, state.Step);
+        Pretrained.Load(Path.Combine(dir, "student"));
+        GenRecal.Recalibration.Recalibrator.Load(Path.Combine(dir, "recalibrator"));
+    }
+}
