@@ -24,5 +24,6 @@ public static class Program
         MakeDataCommand.Create(),
         EvalCommand.Create(),
         DemoCommand.Create(),
+        SummarizeCommand.Create(),
     };
 }

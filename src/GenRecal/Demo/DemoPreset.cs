@@ -62,5 +62,7 @@ public sealed record DemoPreset
     public TrainingConfig Training(int seed, Dictionary<int, int> steps) => new()
     {
         Steps = steps, BatchSize = BatchSize, LrStart = LrStart, LrEnd = LrEnd, Seed = seed, CheckpointEvery = 0, KeepCheckpoints = 1, MaxLength = 160,
+        // every demo model starts from scratch: there is no pretrained vision encoder to keep frozen
+        TrainVisionEncoder = true,
     };
 }

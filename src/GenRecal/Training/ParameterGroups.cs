@@ -23,9 +23,10 @@ public static class ParameterGroups
             {
                 Stage.Alignment => false,
                 // the student's VLM-body: embeddings, decoder stack, final norm
-                Stage.Distillation => name.StartsWith("model.", StringComparison.Ordinal),
+                Stage.Distillation => name.StartsWith("model.", StringComparison.Ordinal)
+                                      || (config.TrainVisionEncoder && !name.StartsWith("lm_head.", StringComparison.Ordinal)),
                 // the whole student but its vision encoder
-                _ => !name.StartsWith("vision_model.", StringComparison.Ordinal),
+                _ => config.TrainVisionEncoder || !name.StartsWith("vision_model.", StringComparison.Ordinal),
             };
             p.requires_grad = train;
             if (train) trainable.Add(p);

@@ -41,6 +41,10 @@ public sealed record TrainingConfig
     /// <summary>Whether the Recalibrator keeps training in stage 2 (paper's table: jointly; its figure: frozen).</summary>
     [JsonPropertyName("train_recalibrator_in_stage2")] public bool TrainRecalibratorInStage2 { get; init; } = true;
 
+    /// <summary>Whether the student's vision encoder trains in stages 2-3 and SFT. The paper keeps it frozen
+    /// (real students come with a pretrained encoder); a model built from scratch, as in the demo, needs it.</summary>
+    [JsonPropertyName("train_vision_encoder")] public bool TrainVisionEncoder { get; init; }
+
     public int StepsFor(int stage) => Steps.TryGetValue(stage, out var s) ? s : 0;
 
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };

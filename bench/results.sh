@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Reproduces docs/RESULTS.md: the demo's full preset over three seeds, the paper's form and the variants,
+# then a summary table. Long (about an hour on 2 cores); results land in out/results-seed*/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+preset="${PRESET:-full}"
+variants="${VARIANTS:-paper embeddings no-reg-stage2 student-weighted}"
+for seed in ${SEEDS:-0 1 2}; do
+  for v in $variants; do
+    ./genrecal demo --preset "$preset" --out "out/results-$preset-seed$seed" --seed "$seed" --variant "$v"
+  done
+done
+./genrecal summarize out/results-"$preset"-seed*
