@@ -150,3 +150,27 @@ public class CheckpointKillTests
         GenRecal.Recalibration.Recalibrator.Load(Path.Combine(dir, "recalibrator"));
     }
 }
+
+public class SummarizeTests
+{
+    [Fact]
+    public void Shared_arms_count_once_per_seed_and_variants_separately()
+    {
+        var root = TestSupport.TempDir();
+        void Write(string dir, string file, int seed, string variant, double teacher, double genrecal)
+        {
+            Directory.CreateDirectory(dir);
+            File.WriteAllText(Path.Combine(dir, file), $$"""
+                {"seed": {{seed}}, "variant": "{{variant}}", "evaluations": [
+                  {"model": "teacher", "accuracy": {{teacher}}}, {"model": "genrecal", "accuracy": {{genrecal}}}]}
+                """);
+        }
+        Write(Path.Combine(root, "s0"), "results.json", 0, "paper", 0.8, 0.5);
+        Write(Path.Combine(root, "s0"), "results-embeddings.json", 0, "embeddings", 0.8, 0.6);
+        Write(Path.Combine(root, "s1"), "results.json", 1, "paper", 0.6, 0.3);
+        var md = GenRecal.Cli.Commands.SummarizeCommand.Summarize([Path.Combine(root, "s0"), Path.Combine(root, "s1")]);
+        Assert.Contains("| teacher | 70.0 | 14.1 | 80.0, 60.0 |", md);
+        Assert.Contains("| genrecal (paper) | 40.0 | 14.1 | 50.0, 30.0 |", md);
+        Assert.Contains("| genrecal (embeddings) | 60.0 | 0.0 | 60.0 |", md);
+    }
+}
