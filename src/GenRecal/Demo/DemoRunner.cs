@@ -36,7 +36,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         });
         string trainPath = Path.Combine(dataDir, "train.jsonl"), testPath = Path.Combine(dataDir, "test.jsonl");
         var corpus = new[] { "train", "val", "test" }.SelectMany(s => LlavaDataset.LoadStrict(Path.Combine(dataDir, $"{s}.jsonl")))
-            .SelectMany(e => e.Turns.Select(t => t.Value.Replace("<image>", ""))).Concat(Enumerable.Range(0, 100).Select(i => i.ToString())).ToList();
+            .SelectMany(e => e.Turns.Select(t => t.Value.Replace("<image>", ""))).Concat(Enumerable.Range(0, 1000).Select(i => i.ToString())).ToList(); // every number the benchmark can ask about
 
         var teacherDir = Path.Combine(outDir, "runs", "teacher", "student");
         Timed("teacher", () =>

@@ -263,20 +263,9 @@ public sealed partial class ModelTokenizer
         _ => throw new InvalidDataException($"{source}: unknown tokenizer '{encoding}' (supported: {string.Join(", ", TiktokenEncodings)}, {HfTokenizerFileName})"),
     };
 
-    /// <summary>Ordinary (non-special) ranks of each tiktoken encoding (OpenAI tiktoken's published sizes);
-    /// GenRecal numbers its own special tokens after them.</summary>
+    /// <summary>The first id after the encoding's ordinary ranks (its lowest special-token id);
+    /// GenRecal numbers its own special tokens from there.</summary>
     static int TiktokenVocabSize(TiktokenTokenizer t) => t.SpecialTokens?.Values.Min() ?? throw new InvalidDataException("tiktoken encoding without special tokens");
 
-    static JsonObject ParseObject(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object");
-        }
-        catch (System.Text.Json.JsonException e)
-        {
-            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})");
-        }
-    }
+    static JsonObject ParseObject(string path) => Models.ConfigJson.Parse(path).Json;
 }

@@ -81,15 +81,23 @@ public class PretrainedTests
         Assert.Contains("[80, 32]", e.Message);
     }
 
+    static void EditWeights(string dir, Action<Dictionary<string, Tensor>> edit)
+    {
+        var path = Path.Combine(dir, Pretrained.WeightsFileName);
+        var tensors = GenRecal.Tensors.Safetensors.Load(path);
+        edit(tensors);
+        GenRecal.Tensors.Safetensors.Save(path, tensors);
+    }
+
     [Fact]
     public void Missing_and_unexpected_keys_are_listed()
     {
         var dir = SavedTinyDir();
-        var path = Path.Combine(dir, Pretrained.WeightsFileName);
-        var tensors = GenRecal.Tensors.Safetensors.Load(path);
-        tensors.Remove("model.norm.weight");
-        tensors["model.extra.weight"] = zeros(2);
-        GenRecal.Tensors.Safetensors.Save(path, tensors);
+        EditWeights(dir, t =>
+        {
+            t.Remove("model.norm.weight");
+            t["model.extra.weight"] = zeros(2);
+        });
         var e = Assert.Throws<InvalidDataException>(() => Pretrained.Load(dir));
         Assert.Contains("missing keys: model.norm.weight", e.Message);
         Assert.Contains("unexpected keys: model.extra.weight", e.Message);
@@ -99,10 +107,7 @@ public class PretrainedTests
     public void Integer_weights_are_rejected()
     {
         var dir = SavedTinyDir();
-        var path = Path.Combine(dir, Pretrained.WeightsFileName);
-        var tensors = GenRecal.Tensors.Safetensors.Load(path);
-        tensors["model.norm.weight"] = ones(32, ScalarType.Int64);
-        GenRecal.Tensors.Safetensors.Save(path, tensors);
+        EditWeights(dir, t => t["model.norm.weight"] = ones(32, ScalarType.Int64));
         Assert.Contains("must be floating point", Assert.Throws<InvalidDataException>(() => Pretrained.Load(dir)).Message);
     }
 
