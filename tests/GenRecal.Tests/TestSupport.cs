@@ -4,6 +4,10 @@ using GenRecal.Models;
 using GenRecal.Runtime;
 using static TorchSharp.torch;
 
+// Seeded initialisation draws from libtorch's global generator, so tests that compare two runs for
+// bit-equality (resume == uninterrupted) must not interleave with other tests' random draws.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
 namespace GenRecal.Tests;
 
 internal static class TestSupport

@@ -34,8 +34,9 @@ public sealed class CheckpointStore(string root, int keep)
     public const string LatestFileName = "latest.json";
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
 
-    /// <summary>Test hook: called after each file of a checkpoint is written (a test throws here to simulate a crash).</summary>
-    internal static Action<string>? AfterFileWritten = Environment.GetEnvironmentVariable("GENRECAL_FAULT_CHECKPOINT_PAUSE_MS") is { } ms
+    /// <summary>Fault injection: called after each file of a checkpoint is written (a test throws here to simulate a
+    /// crash, or sets GENRECAL_FAULT_CHECKPOINT_PAUSE_MS to pause so it can kill the process mid-write).</summary>
+    internal Action<string>? AfterFileWritten { get; set; } = Environment.GetEnvironmentVariable("GENRECAL_FAULT_CHECKPOINT_PAUSE_MS") is { } ms
         ? _ => Thread.Sleep(int.Parse(ms, System.Globalization.CultureInfo.InvariantCulture)) // lets a test kill the process mid-write
         : null;
 

@@ -77,6 +77,7 @@ public sealed class DistillationRecipe
     public PretrainedModel Student => student;
     public Recalibrator? Recalibrator => recalibrator;
     public IReadOnlyList<ConversationExample> Data => data;
+    internal CheckpointStore Checkpoints => checkpoints;
 
     Recalibrator LoadOrCreateRecalibrator()
     {

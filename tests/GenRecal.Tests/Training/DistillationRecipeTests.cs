@@ -110,15 +110,8 @@ public class DistillationRecipeTests
         var root = TestSupport.TempDir();
         var recipe = new DistillationRecipe(Plan(root, [Stage.Alignment], Quick(s1: 4)));
         int writes = 0;
-        CheckpointStore.AfterFileWritten = path => { if (++writes == 4) throw new IOException("simulated crash"); };
-        try
-        {
-            Assert.Throws<IOException>(() => recipe.Run());
-        }
-        finally
-        {
-            CheckpointStore.AfterFileWritten = null;
-        }
+        recipe.Checkpoints.AfterFileWritten = path => { if (++writes == 4) throw new IOException("simulated crash"); };
+        Assert.Throws<IOException>(() => recipe.Run());
         var store = new CheckpointStore(Path.Combine(root, "out", "checkpoints"), 2);
         var (dir, state) = store.Latest()!.Value;
         Assert.Equal(2, state.Step);                      // the step-2 checkpoint survived the crash at step 4
