@@ -16,21 +16,9 @@ public static class ParameterGroups
                                             CausalLanguageModel? teacher, TrainingConfig config)
     {
         if (teacher is not null) Freeze(teacher);
-        var trainable = new List<Parameter>();
-        foreach (var (name, p) in student.named_parameters())
-        {
-            bool train = stage switch
-            {
-                Stage.Alignment => false,
-                // the student's VLM-body: embeddings, decoder stack, final norm
-                Stage.Distillation => name.StartsWith("model.", StringComparison.Ordinal)
-                                      || (config.TrainVisionEncoder && !name.StartsWith("lm_head.", StringComparison.Ordinal)),
-                // the whole student but its vision encoder
-                _ => config.TrainVisionEncoder || !name.StartsWith("vision_model.", StringComparison.Ordinal),
-            };
-            p.requires_grad = train;
-            if (train) trainable.Add(p);
-        }
+        var components = StudentComponents(stage, config);
+        var trainable = student.SetTrainable(components);
+        student.SetTrainable(Enum.GetValues<ModelComponent>().Except(components).ToHashSet(), trainable: false);
         if (recalibrator is not null)
         {
             bool train = stage == Stage.Alignment || (stage == Stage.Distillation && config.TrainRecalibratorInStage2);
@@ -41,6 +29,19 @@ public static class ParameterGroups
             }
         }
         return trainable;
+    }
+
+    /// <summary>Student components trained in a stage (GENRECAL.md's stage table; the vision encoder only on request).</summary>
+    public static HashSet<ModelComponent> StudentComponents(Stage stage, TrainingConfig config)
+    {
+        HashSet<ModelComponent> set = stage switch
+        {
+            Stage.Alignment => [],
+            Stage.Distillation => config.TrainVisionEncoder ? [ModelComponent.Body, ModelComponent.Projector] : [ModelComponent.Body],
+            _ => [ModelComponent.Body, ModelComponent.Head, ModelComponent.Projector],
+        };
+        if (config.TrainVisionEncoder && stage is not Stage.Alignment) set.Add(ModelComponent.VisionEncoder);
+        return set;
     }
 
     public static void Freeze(nn.Module module)

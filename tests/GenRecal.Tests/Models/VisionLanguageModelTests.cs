@@ -69,3 +69,19 @@ public class VisionLanguageModelTests
         Assert.Contains("1 image token positions", e.Message);
     }
 }
+
+public class ModelComponentTests
+{
+    [Fact]
+    public void Every_parameter_belongs_to_one_component_and_freezing_by_component_is_exact()
+    {
+        var (model, _, _) = PretrainedTests.TinyVlm();
+        var names = model.named_parameters().Select(p => p.name).ToList();
+        Assert.All(names, n => ModelComponents.Of(n));
+        Assert.Equal(Enum.GetValues<ModelComponent>().Order(), names.Select(ModelComponents.Of).Distinct().Order());
+        model.SetTrainable(Enum.GetValues<ModelComponent>().ToHashSet(), trainable: false);
+        var touched = model.SetTrainable(new HashSet<ModelComponent> { ModelComponent.Projector });
+        Assert.Equal(names.Where(n => n.StartsWith("mlp1.")), model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name));
+        Assert.Equal(touched.Count, names.Count(n => n.StartsWith("mlp1.")));
+    }
+}
