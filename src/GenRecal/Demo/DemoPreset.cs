@@ -41,7 +41,7 @@ public sealed record DemoPreset
     public static DemoPreset Quick => new() { Name = "quick" };
     public static DemoPreset Full => new()
     {
-        Name = "full", Train = 20000, Val = 200, Test = 600, TeacherSteps = 6000, Stage1Steps = 300, Stage2Steps = 1000, Stage3Steps = 1000,
+        Name = "full", Train = 12000, Val = 200, Test = 600, TeacherSteps = 4000, Stage1Steps = 300, Stage2Steps = 1000, Stage3Steps = 1000,
     };
     /// <summary>Seconds-long miniature for the test suite: same code path, tiny sizes.</summary>
     public static DemoPreset Miniature => new()
