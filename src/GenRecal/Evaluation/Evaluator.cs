@@ -23,37 +23,49 @@ public sealed record EvaluationResult(string Model, int Correct, int Total, Dict
 /// <summary>The model alone answers every question greedily (its own tokenizer, template, image size); answers are scored.</summary>
 public static class Evaluator
 {
-    public static EvaluationResult Run(PretrainedModel model, IReadOnlyList<ConversationExample> examples, int maxNewTokens = 16, IProgress<int>? progress = null)
+    /// <summary>Evaluates in batches of <paramref name="batchSize"/> (batched greedy decoding with left padding).</summary>
+    public static EvaluationResult Run(PretrainedModel model, IReadOnlyList<ConversationExample> examples, int maxNewTokens = 16,
+                                       IProgress<int>? progress = null, int batchSize = 16)
     {
         int correct = 0, done = 0;
         var families = new Dictionary<string, (int, int)>();
-        foreach (var ex in examples)
+        foreach (var chunk in examples.Chunk(batchSize))
         {
-            var prediction = Answer(model, ex, maxNewTokens);
-            bool ok = AnswerScorer.IsCorrect(prediction, ex.Answer);
-            var family = ex.Family ?? "all";
-            var (c, t) = families.GetValueOrDefault(family);
-            families[family] = (c + (ok ? 1 : 0), t + 1);
-            if (ok) correct++;
-            progress?.Report(++done);
+            var predictions = AnswerBatch(model, chunk, maxNewTokens);
+            for (int i = 0; i < chunk.Length; i++)
+            {
+                bool ok = AnswerScorer.IsCorrect(predictions[i], chunk[i].Answer);
+                var family = chunk[i].Family ?? "all";
+                var (c, t) = families.GetValueOrDefault(family);
+                families[family] = (c + (ok ? 1 : 0), t + 1);
+                if (ok) correct++;
+            }
+            done += chunk.Length;
+            progress?.Report(done);
         }
         return new EvaluationResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Directory)), correct, examples.Count, families);
     }
 
-    public static string Answer(PretrainedModel model, ConversationExample ex, int maxNewTokens)
+    /// <summary>Greedy answers for several examples in one batch, each in the model's own format.</summary>
+    public static List<string> AnswerBatch(PretrainedModel model, IReadOnlyList<ConversationExample> examples, int maxNewTokens)
     {
         var tok = model.Tokenizer;
-        TorchSharp.torch.Tensor? pixels = null;
-        int imageTokens = 0;
-        if (ex.ImagePath is not null)
+        var prompts = new List<IReadOnlyList<int>>();
+        var images = new List<TorchSharp.torch.Tensor>();
+        foreach (var ex in examples)
         {
-            var vlm = model.Vlm ?? throw new ArgumentException($"example '{ex.Id}' has an image but {model.Directory} has no vision encoder");
-            pixels = ImagePreprocessor.Load(ex.ImagePath, vlm.Vision).unsqueeze(0);
-            imageTokens = vlm.NumImageTokens;
+            int imageTokens = 0;
+            if (ex.ImagePath is not null)
+            {
+                var vlm = model.Vlm ?? throw new ArgumentException($"example '{ex.Id}' has an image but {model.Directory} has no vision encoder");
+                images.Add(ImagePreprocessor.Load(ex.ImagePath, vlm.Vision));
+                imageTokens = vlm.NumImageTokens;
+            }
+            prompts.Add(ChatEncoder.EncodePrompt(tok, ex.Question, imageTokens));
         }
-        var ids = ChatEncoder.EncodePrompt(tok, ex.Question, imageTokens);
-        var output = TextGenerator.Generate(model.Model, ids, new GenerationOptions { MaxNewTokens = maxNewTokens, StopTokens = [tok.EndOfTurnId, tok.PadId] }, pixels);
-        pixels?.Dispose();
-        return tok.Decode(output, skipSpecial: true);
+        using var pixels = images.Count > 0 ? TorchSharp.torch.stack(images) : null; // [N, C, H, W]
+        var outputs = TextGenerator.GenerateGreedyBatch(model.Model, prompts, maxNewTokens, [tok.EndOfTurnId, tok.PadId], tok.PadId, pixels);
+        foreach (var img in images) img.Dispose();
+        return outputs.Select(o => tok.Decode(o, skipSpecial: true)).ToList();
     }
 }

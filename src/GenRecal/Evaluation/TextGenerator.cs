@@ -60,4 +60,48 @@ public static class TextGenerator
         }
         return (int)multinomial(probs, 1, generator: rng).item<long>();
     }
+
+    /// <summary>
+    /// Greedy decoding of several prompts at once: prompts are left-padded (positions follow the padding mask,
+    /// as in transformers' generate), each row stops at its own stop token. Returns the generated ids per row.
+    /// </summary>
+    public static List<List<int>> GenerateGreedyBatch(CausalLanguageModel model, IReadOnlyList<IReadOnlyList<int>> prompts, int maxNewTokens,
+                                                      IReadOnlyCollection<int> stopTokens, int padId, Tensor? pixels = null)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        int b = prompts.Count, t = prompts.Max(p => p.Count);
+        var ids = new long[b * t];
+        var mask = new long[b * t];
+        for (int i = 0; i < b; i++)
+        {
+            int pad = t - prompts[i].Count;
+            for (int j = 0; j < t; j++)
+            {
+                ids[i * t + j] = j < pad ? padId : prompts[i][j - pad];
+                mask[i * t + j] = j < pad ? 0 : 1;
+            }
+        }
+        var idTensor = tensor(ids).reshape(b, t);                 // [B, T] left-padded
+        var maskTensor = tensor(mask).reshape(b, t);              // [B, T]
+        Tensor embeds = model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(idTensor, pixels) : model.Embed(idTensor);
+        using var cache = model.NewCache();
+        var outputs = Enumerable.Range(0, b).Select(_ => new List<int>()).ToList();
+        var done = new bool[b];
+        for (int step = 0; step < maxNewTokens && done.Any(d => !d); step++)
+        {
+            using var stepScope = NewDisposeScope();
+            var hidden = model.Body(embeds, maskTensor, cache: cache);                     // [B, T, hidden]
+            var next = model.Head(hidden[.., -1]).argmax(-1).data<long>().ToArray();     // [B]
+            for (int i = 0; i < b; i++)
+            {
+                if (done[i]) continue;
+                if (stopTokens.Contains((int)next[i])) done[i] = true;
+                else outputs[i].Add((int)next[i]);
+            }
+            embeds = model.Embed(tensor(next).unsqueeze(1)).MoveToOuterDisposeScope();       // [B, 1, hidden]
+            maskTensor = cat([maskTensor, ones(b, 1, ScalarType.Int64)], 1).MoveToOuterDisposeScope(); // [B, S+1]
+        }
+        return outputs;
+    }
 }

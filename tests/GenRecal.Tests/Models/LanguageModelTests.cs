@@ -100,3 +100,34 @@ public class LanguageModelTests
             Assert.Equal(top, TextGenerator.Generate(model, prompt, new GenerationOptions { MaxNewTokens = 1, Temperature = 1, TopP = pTop * 0.99, Seed = seed })[0]);
     }
 }
+
+public class BatchedGenerationTests
+{
+    [Fact]
+    public void Batched_greedy_decoding_equals_one_prompt_at_a_time()
+    {
+        var model = new CausalLanguageModel(TestSupport.TinyText());
+        TestSupport.Randomize(model, 21);
+        model.eval();
+        int[][] prompts = [[4, 8, 15], [16, 23, 42, 7, 1, 9], [5]];
+        int stop = TextGenerator.Generate(model, prompts[1], new GenerationOptions { MaxNewTokens = 10 })[2]; // makes row 1 stop early
+        var batch = TextGenerator.GenerateGreedyBatch(model, prompts, 10, [stop], padId: 0);
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal(TextGenerator.Generate(model, prompts[i], new GenerationOptions { MaxNewTokens = 10, StopTokens = [stop] }), batch[i]);
+        Assert.True(batch[1].Count < 10);
+    }
+
+    [Fact]
+    public void Batched_vlm_answers_equal_single_ones()
+    {
+        var (model, config, tok) = PretrainedTests.TinyVlm(seed: 4);
+        model.eval();
+        manual_seed(9);
+        var pixels = randn(2, 3, 16, 16);
+        var p0 = GenRecal.Tokenization.ChatEncoder.EncodePrompt(tok, "<image>\nWhat colour is the circle?", model.NumImageTokens);
+        var p1 = GenRecal.Tokenization.ChatEncoder.EncodePrompt(tok, "<image>\nHow many?", model.NumImageTokens);
+        var batch = TextGenerator.GenerateGreedyBatch(model, [p0, p1], 6, [], tok.PadId, pixels);
+        Assert.Equal(TextGenerator.Generate(model, p0, new GenerationOptions { MaxNewTokens = 6 }, pixels[0..1]), batch[0]);
+        Assert.Equal(TextGenerator.Generate(model, p1, new GenerationOptions { MaxNewTokens = 6 }, pixels[1..2]), batch[1]);
+    }
+}
