@@ -58,6 +58,7 @@ public static class DistillCommand
     public static void Run(DistillationPlan plan)
     {
         var recipe = new DistillationRecipe(plan);
+        foreach (var w in recipe.Warnings) Console.Error.WriteLine($"warning: {w}");
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {
             int lastPrinted = 0;

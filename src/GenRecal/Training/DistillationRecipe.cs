@@ -74,6 +74,8 @@ public sealed class DistillationRecipe
     }
 
     public TrainingConfig Config => config;
+    /// <summary>Things a user should know before the run (the CLI prints them).</summary>
+    public List<string> Warnings { get; } = [];
     public PretrainedModel Student => student;
     public Recalibrator? Recalibrator => recalibrator;
     public IReadOnlyList<ConversationExample> Data => data;
@@ -85,6 +87,8 @@ public sealed class DistillationRecipe
         var previous = Path.Combine(plan.OutDir, "recalibrator");
         foreach (var dir in new[] { fromCheckpoint, previous })
             if (dir is not null && File.Exists(Path.Combine(dir, Recalibrator.ConfigFileName))) return Recalibrator.Load(dir);
+        if (!plan.Stages.Contains(Stage.Alignment))
+            Warnings.Add($"stage 2 runs without a stage-1 Recalibrator (none in {previous}): it starts untrained");
         manual_seed(config.Seed + 17);
         return new Recalibrator(config.Recalibrator, student.Config.Text, teacher!.Config.Text.HiddenSize);
     }
