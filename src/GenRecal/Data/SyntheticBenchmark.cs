@@ -7,7 +7,8 @@ namespace GenRecal.Data;
 public sealed record SceneObject(string Shape, string Colour, string Size, int X, int Y, int R);
 
 /// <summary>What an image shows, in full: objects, or a bar chart, or a drawn number.</summary>
-public sealed record Scene(string Kind, List<SceneObject> Objects, Dictionary<string, int> Bars, int? Number);
+/// <param name="NumberAt">top-left corner of a drawn number: placement varies, so number scenes do not run out</param>
+public sealed record Scene(string Kind, List<SceneObject> Objects, Dictionary<string, int> Bars, int? Number, int[]? NumberAt = null);
 
 /// <summary>
 /// A synthetic visual question-answering benchmark rendered with SkiaSharp, with exact ground truth. Six
@@ -98,7 +99,8 @@ public static class SyntheticBenchmark
             case "text":
             {
                 int number = rng.Next(0, 1000);
-                var s = new Scene("number", [], [], number);
+                var (w, h) = SevenSegment.Size(number);
+                var s = new Scene("number", [], [], number, [rng.Next(0, ImageSize - w + 1), rng.Next(0, ImageSize - h + 1)]);
                 return (s, "What number is written in the image?", number.ToString(), $"The image shows the number {number}. Answer: {number}");
             }
             case "chart":
@@ -192,7 +194,7 @@ public static class SyntheticBenchmark
                 break;
             }
             case "number":
-                SevenSegment.Draw(canvas, scene.Number!.Value);
+                SevenSegment.Draw(canvas, scene.Number!.Value, scene.NumberAt![0], scene.NumberAt[1]);
                 break;
         }
         using var image = surface.Snapshot();
@@ -222,6 +224,7 @@ public static class SyntheticBenchmark
         }).ToArray()),
         ["bars"] = new JsonObject(s.Bars.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
         ["number"] = s.Number,
+        ["number_at"] = s.NumberAt is null ? null : new JsonArray(s.NumberAt[0], s.NumberAt[1]),
     };
 
     public static Scene SceneFromJson(JsonObject j) => new(
@@ -229,7 +232,8 @@ public static class SyntheticBenchmark
         j["objects"]!.AsArray().Select(o => new SceneObject(o!["shape"]!.GetValue<string>(), o["colour"]!.GetValue<string>(), o["size"]!.GetValue<string>(),
             o["x"]!.GetValue<int>(), o["y"]!.GetValue<int>(), o["r"]!.GetValue<int>())).ToList(),
         j["bars"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<int>()),
-        j["number"]?.GetValue<int>());
+        j["number"]?.GetValue<int>(),
+        j["number_at"] is JsonArray at ? [at[0]!.GetValue<int>(), at[1]!.GetValue<int>()] : null);
 }
 
 /// <summary>Spatial relations as the benchmark defines them.</summary>
@@ -244,13 +248,20 @@ public static class SevenSegment
     // segments a,b,c,d,e,f,g per digit
     static readonly string[] Digits = ["abcdef", "bc", "abdeg", "abcdg", "bcfg", "acdfg", "acdefg", "abc", "abcdefg", "abcdfg"];
 
-    public static void Draw(SKCanvas canvas, int number)
+    const int W = 14, H = 28, T = 3, Gap = 5;
+
+    /// <summary>Width and height in pixels of a drawn number.</summary>
+    public static (int Width, int Height) Size(int number)
+    {
+        int digits = number.ToString().Length;
+        return (digits * W + (digits - 1) * Gap, H);
+    }
+
+    public static void Draw(SKCanvas canvas, int number, int x0, int y0)
     {
         var text = number.ToString();
         using var paint = new SKPaint { Color = SKColors.Black, Style = SKPaintStyle.Fill, IsAntialias = false };
-        int w = 16, h = 36, t = 4, gap = 6;
-        int totalWidth = text.Length * w + (text.Length - 1) * gap;
-        int x0 = (SyntheticBenchmark.ImageSize - totalWidth) / 2, y0 = (SyntheticBenchmark.ImageSize - h) / 2;
+        int w = W, h = H, t = T, gap = Gap;
         for (int i = 0; i < text.Length; i++)
         {
             int x = x0 + i * (w + gap);

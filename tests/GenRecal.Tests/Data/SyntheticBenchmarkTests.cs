@@ -83,7 +83,15 @@ public class SyntheticBenchmarkTests
                 Assert.Equal(SKColors.White, new SKColor(above.Red, above.Green, above.Blue));
                 checkedBars++;
             }
-            if (scene.Number is not null) Assert.Contains(Enumerable.Range(0, 64), x => bmp.GetPixel(x, 32).Red == 0);
+            if (scene.Number is { } number)
+            {
+                // ink only inside the number's box, and some ink there
+                var (w, h) = SevenSegment.Size(number);
+                int x0 = scene.NumberAt![0], y0 = scene.NumberAt[1];
+                bool Ink(int x, int y) => bmp.GetPixel(x, y).Red == 0;
+                Assert.Contains(Enumerable.Range(x0, w), x => Enumerable.Range(y0, h).Any(y => Ink(x, y)));
+                Assert.DoesNotContain(Enumerable.Range(0, 64), x => Enumerable.Range(0, 64).Any(y => Ink(x, y) && (x < x0 || x >= x0 + w || y < y0 || y >= y0 + h)));
+            }
         }
         Assert.True(checkedObjects > 20 && checkedBars > 10);
     }
@@ -110,6 +118,20 @@ public class SyntheticBenchmarkTests
         Assert.Empty(scenes["train"].Intersect(scenes["val"]));
         Assert.Empty(scenes["train"].Intersect(scenes["test"]));
         Assert.Empty(scenes["val"].Intersect(scenes["test"]));
+    }
+
+    [Fact]
+    public void Every_family_reaches_every_split_at_demo_scale()
+    {
+        var dir = TestSupport.TempDir();
+        // 1100 number questions in train: more than the 1000 numbers there are, so placement must vary
+        SyntheticBenchmark.Generate(dir, new SyntheticBenchmark.Options(6600, 60, 120, Seed: 2));
+        foreach (var split in new[] { "train", "val", "test" })
+        {
+            var counts = Lines(dir, split).GroupBy(l => l["family"]!.GetValue<string>()).ToDictionary(g => g.Key, g => g.Count());
+            Assert.Equal(SyntheticBenchmark.Families.Order(), counts.Keys.Order());
+            Assert.True(counts.Values.Max() - counts.Values.Min() <= 1, $"{split}: {string.Join(", ", counts)}");
+        }
     }
 
     [Fact]
