@@ -25,7 +25,7 @@ public static class DemoReport
                 string.Join(" | ", families.Select(f => e.Families.TryGetValue(f, out var v) ? ((double)v.Correct / v.Total).ToString("P0", inv) : "-")) + " |");
         sb.AppendLine();
         sb.AppendLine("## Settings");
-        sb.AppendLine($"- data: {p.Train} train / {p.Val} val / {p.Test} test synthetic VQA examples, six families");
+        sb.AppendLine($"- data: {p.Train} train / {p.Val} val / {p.Test} test synthetic VQA examples, six families{(p.ExplainedAnswers ? ", explained answers" : "")}");
         sb.AppendLine($"- teacher: {p.TeacherTokenizer} (compact), hidden {p.TeacherText.HiddenSize}, {p.TeacherText.NumHiddenLayers} layers, {p.TeacherVision.ImageSize}px images → {p.TeacherVision.NumImageTokens} image tokens; SFT {p.TeacherSteps} steps");
         sb.AppendLine($"- student: {p.StudentTokenizer} (compact), hidden {p.StudentText.HiddenSize}, {p.StudentText.NumHiddenLayers} layers, {p.StudentVision.ImageSize}px images → {p.StudentVision.NumImageTokens} image tokens");
         sb.AppendLine($"- held equal between SFT and GenRecal: the initial student, the training data (each stage shuffles it with the run seed), batch size {p.BatchSize}, " +

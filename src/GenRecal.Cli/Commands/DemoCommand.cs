@@ -17,10 +17,13 @@ public static class DemoCommand
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "out/demo" };
         var seed = new Option<int>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var variant = new Option<string>("--variant") { Description = $"GenRecal configuration: {string.Join(", ", GenRecalVariants.All.Keys)}", DefaultValueFactory = _ => "paper" };
-        var cmd = new Command("demo", "Make data, train a teacher, distill a student with GenRecal and compare with SFT") { preset, output, seed, variant };
+        var explained = new Option<bool>("--explained") { Description = "train and evaluate on longer explained answers (\"... Answer: x\")" };
+        var cmd = new Command("demo", "Make data, train a teacher, distill a student with GenRecal and compare with SFT") { preset, output, seed, variant, explained };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
-            Run(DemoPreset.ByName(r.GetValue(preset)!), r.GetValue(output)!, r.GetValue(seed), r.GetValue(variant)!);
+            var p = DemoPreset.ByName(r.GetValue(preset)!);
+            if (r.GetValue(explained)) p = p with { ExplainedAnswers = true };
+            Run(p, r.GetValue(output)!, r.GetValue(seed), r.GetValue(variant)!);
             return ExitCodes.Success;
         }));
         return cmd;

@@ -35,6 +35,8 @@ public sealed record DemoPreset
     {
         ImageSize = 40, PatchSize = 8, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, DownsampleRatio = 1.0,
     };
+    /// <summary>Train on longer explained answers ending in "Answer: x" (scored on x).</summary>
+    public bool ExplainedAnswers { get; init; }
     public string TeacherTokenizer { get; init; } = "o200k_base";
     public string StudentTokenizer { get; init; } = "gpt2";
 

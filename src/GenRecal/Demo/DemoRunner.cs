@@ -32,7 +32,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         {
             if (File.Exists(Path.Combine(dataDir, "test.jsonl"))) { log?.Invoke("reusing the benchmark in " + dataDir); return; }
             log?.Invoke($"making the benchmark ({preset.Train}/{preset.Val}/{preset.Test})");
-            SyntheticBenchmark.Generate(dataDir, new SyntheticBenchmark.Options(preset.Train, preset.Val, preset.Test, seed));
+            SyntheticBenchmark.Generate(dataDir, new SyntheticBenchmark.Options(preset.Train, preset.Val, preset.Test, seed, ExplainedAnswers: preset.ExplainedAnswers));
         });
         string trainPath = Path.Combine(dataDir, "train.jsonl"), testPath = Path.Combine(dataDir, "test.jsonl");
         var corpus = new[] { "train", "val", "test" }.SelectMany(s => LlavaDataset.LoadStrict(Path.Combine(dataDir, $"{s}.jsonl")))
@@ -75,7 +75,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
             foreach (var (name, dir) in new[] { ("teacher", teacherDir), ("student-init", studentInit), ("sft", Path.Combine(sftRun, "student")), ("genrecal", Path.Combine(genRun, "student")) })
             {
                 log?.Invoke($"evaluating {name}");
-                evaluations.Add(Evaluator.Run(Pretrained.Load(dir), test) with { Model = name });
+                evaluations.Add(Evaluator.Run(Pretrained.Load(dir), test, maxNewTokens: preset.ExplainedAnswers ? 48 : 16) with { Model = name });
             }
         });
         return new DemoResult(preset, seed, variant, outDir, pair, evaluations, seconds, Path.Combine(genRun, "metrics.jsonl"), Path.Combine(sftRun, "metrics.jsonl"));
