@@ -34,8 +34,9 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
             log?.Invoke($"making the benchmark ({preset.Train}/{preset.Val}/{preset.Test})");
             SyntheticBenchmark.Generate(dataDir, new SyntheticBenchmark.Options(preset.Train, preset.Val, preset.Test, seed, ExplainedAnswers: preset.ExplainedAnswers));
         });
-        string trainPath = Path.Combine(dataDir, "train.jsonl"), testPath = Path.Combine(dataDir, "test.jsonl");
-        var corpus = new[] { "train", "val", "test" }.SelectMany(s => LlavaDataset.LoadStrict(Path.Combine(dataDir, $"{s}.jsonl")))
+        string trainPath = Path.Combine(dataDir, "train.jsonl");
+        var splits = new[] { "train", "val", "test" }.ToDictionary(s => s, s => LlavaDataset.LoadStrict(Path.Combine(dataDir, $"{s}.jsonl")));
+        var corpus = splits.Values.SelectMany(examples => examples)
             .SelectMany(e => e.Turns.Select(t => t.Value.Replace("<image>", ""))).Concat(Enumerable.Range(0, 1000).Select(i => i.ToString())).ToList(); // every number the benchmark can ask about
 
         var teacherDir = Path.Combine(outDir, "runs", "teacher", "student");
@@ -48,7 +49,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
             train(Plan(init, null, trainPath, Path.Combine(outDir, "runs", "teacher"), [Stage.Sft], new() { [3] = preset.TeacherSteps }));
         });
         var studentInit = CreateModel(Path.Combine(outDir, "models", "student-init"), preset.StudentTokenizer, ChatTemplate.Llama3, preset.StudentText, preset.StudentVision, corpus, seed + 2);
-        var train0 = LlavaDataset.LoadStrict(trainPath);
+        var train0 = splits["train"];
         var pair = PairReport.Build(Pretrained.Load(teacherDir), Pretrained.Load(studentInit), train0, 160);
 
         string sftRun = Path.Combine(outDir, "runs", "sft"), genRun = Path.Combine(outDir, "runs", variant == "paper" ? "genrecal" : $"genrecal-{variant}");
@@ -68,7 +69,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
             train(plan with { Config = GenRecalVariants.Get(variant)(plan.Config) });
         });
 
-        var test = LlavaDataset.LoadStrict(testPath);
+        var test = splits["test"];
         var evaluations = new List<EvaluationResult>();
         Timed("evaluation", () =>
         {

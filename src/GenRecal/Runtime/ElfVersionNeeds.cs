@@ -89,18 +89,16 @@ namespace GenRecal.Runtime
             return changed;
         }
 
-        /// <summary>Copies <paramref name="source"/> to <paramref name="target"/> with the version need weak,
-        /// writing a temporary file and renaming it so the source (possibly a NuGet cache file) is never edited.</summary>
-        public static bool WritePatchedCopy(string source, string target, string version)
+        /// <summary>Marks the version need weak in <paramref name="path"/> by writing a temporary file and renaming it
+        /// over the original, so a file that shares its inode with another (a NuGet cache entry) is never edited.</summary>
+        public static bool PatchFile(string path, string version)
         {
-            var bytes = File.ReadAllBytes(source);
-            bool changed = MarkWeak(bytes, version, source);
-            if (!changed && Path.GetFullPath(source) == Path.GetFullPath(target)) return false;
-            string tmp = target + ".tmp-" + Guid.NewGuid().ToString("N");
+            var bytes = File.ReadAllBytes(path);
+            if (!MarkWeak(bytes, version, path)) return false;
+            string tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
             File.WriteAllBytes(tmp, bytes);
-            if (File.Exists(target)) File.Replace(tmp, target, null);
-            else File.Move(tmp, target);
-            return changed;
+            File.Replace(tmp, path, null);
+            return true;
         }
 
         static void Check(byte[] elf, long offset, int size, string fileName)
@@ -130,7 +128,7 @@ public sealed class GenRecalWeakenVersionNeed : Microsoft.Build.Utilities.Task
     {
         try
         {
-            bool changed = GenRecal.Runtime.ElfVersionNeeds.WritePatchedCopy(Library, Library, Version);
+            bool changed = GenRecal.Runtime.ElfVersionNeeds.PatchFile(Library, Version);
             Log.LogMessage(Microsoft.Build.Framework.MessageImportance.Normal,
                 changed ? $"GenRecal: marked {Version} weak in {Library}" : $"GenRecal: {Library} already patched");
             return true;
