@@ -6,8 +6,13 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
-//   dotnet run -c Release --project bench/GenRecal.Bench
+//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race]
 TorchRuntime.EnsureLoaded();
+if (args is ["scalar-race"])
+{
+    ScalarRace();
+    return;
+}
 Console.WriteLine($"threads: {get_num_threads()}, backend: {TorchRuntime.Mode}");
 
 manual_seed(0);
@@ -39,4 +44,40 @@ foreach (var (name, text) in new[] { ("teacher", preset.TeacherText), ("student"
     }
     double train = reps * ids.numel() / sw.Elapsed.TotalSeconds;
     Console.WriteLine($"{name} (hidden {text.HiddenSize}, {text.NumHiddenLayers} layers, {model.CountParameters():N0} params): forward {fwd:N0} tok/s, train step {train:N0} tok/s, ratio {fwd / train:F2}");
+}
+
+// TorchSharp 0.107's scalar use-after-free (GenRecal.Runtime.TorchGc): the same tensor-plus-number loop for 10 s,
+// alone and with a second thread allocating; prints how far each got.
+static void ScalarRace()
+{
+    foreach (bool noise in new[] { false, true })
+    {
+        bool stop = false;
+        var allocator = new Thread(() =>
+        {
+            var junk = new List<byte[]>();
+            while (!Volatile.Read(ref stop)) { junk.Add(new byte[1000]); if (junk.Count > 1000) junk.Clear(); }
+        }) { IsBackground = true };
+        if (noise) allocator.Start();
+        using var x = ones(4, 4);
+        long n = 0;
+        var clock = Stopwatch.StartNew();
+        string outcome;
+        try
+        {
+            while (clock.Elapsed.TotalSeconds < 10)
+            {
+                using var scope = NewDisposeScope();
+                _ = ((x + 1.0) * 2.0).clamp_min(0.5);
+                n++;
+            }
+            outcome = "no error";
+        }
+        catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException)
+        {
+            outcome = "libtorch error: " + e.Message.Split('\n')[0];
+        }
+        Volatile.Write(ref stop, true);
+        Console.WriteLine($"scalar ops {(noise ? "with" : "without")} an allocating thread: {n:N0} iterations in {clock.Elapsed.TotalSeconds:F1} s, {outcome}");
+    }
 }

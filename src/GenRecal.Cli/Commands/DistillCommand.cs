@@ -62,7 +62,7 @@ public static class DistillCommand
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {
             int lastPrinted = 0;
-            recipe.Run(new Progress(p =>
+            recipe.Run(new InlineProgress<TrainingProgress>(p =>
             {
                 if (p.Step == p.TotalSteps || p.Step - lastPrinted >= Math.Max(1, p.TotalSteps / 10))
                 {
@@ -72,22 +72,17 @@ public static class DistillCommand
             }));
             return;
         }
-        AnsiConsole.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .Start(ctx =>
+        InlineProgressDisplay.Run(AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()),
+            (ctx, refresh) =>
             {
                 var tasks = new Dictionary<Stage, ProgressTask>();
-                recipe.Run(new Progress(p =>
+                recipe.Run(new InlineProgress<TrainingProgress>(p =>
                 {
                     if (!tasks.TryGetValue(p.Stage, out var task)) tasks[p.Stage] = task = ctx.AddTask(p.Stage.Name(), maxValue: p.TotalSteps);
                     task.Value = p.Step;
                     task.Description = $"{p.Stage.Name()} loss {p.Loss:F3}";
+                    refresh();
                 }));
             });
-    }
-
-    sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
     }
 }

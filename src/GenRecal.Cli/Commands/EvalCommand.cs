@@ -21,10 +21,10 @@ public static class EvalCommand
             var examples = LlavaDataset.LoadStrict(r.GetValue(data)!);
             var pm = Pretrained.Load(r.GetValue(model)!);
             EvaluationResult result = null!;
-            AnsiConsole.Progress().AutoClear(true).Start(ctx =>
+            InlineProgressDisplay.Run(AnsiConsole.Progress().AutoClear(true), (ctx, refresh) =>
             {
                 var task = ctx.AddTask("evaluating", maxValue: examples.Count);
-                result = Evaluator.Run(pm, examples, progress: new Progress<int>(n => task.Value = n));
+                result = Evaluator.Run(pm, examples, progress: new InlineProgress<int>(n => { task.Value = n; refresh(); }));
             });
             Print([result]);
             var json = result.ToJson().ToJsonString(new() { WriteIndented = true });

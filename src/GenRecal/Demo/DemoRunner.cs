@@ -92,7 +92,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var tok = ModelTokenizer.BuildCompact(encoding, corpus, template);
         var config = new ModelConfig(text with { VocabSize = tok.VocabSize }, vision, tok.ImageTokenId);
         TorchSharp.torch.manual_seed(seed);
-        var model = Pretrained.Create(config);
+        using var model = Pretrained.Create(config);
         Pretrained.Save(model, config, tok, dir);
         return dir;
     }

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using GenRecal.Data;
 using GenRecal.Models;
+using GenRecal.Runtime;
 using GenRecal.Tokenization;
 
 namespace GenRecal.Evaluation;
@@ -27,6 +28,7 @@ public static class Evaluator
     public static EvaluationResult Run(PretrainedModel model, IReadOnlyList<ConversationExample> examples, int maxNewTokens = 16,
                                        IProgress<int>? progress = null, int batchSize = 16)
     {
+        TorchGc.Settle();
         int correct = 0, done = 0;
         var families = new Dictionary<string, (int, int)>();
         foreach (var chunk in examples.Chunk(batchSize))

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using GenRecal.Data;
 using GenRecal.Models;
 using GenRecal.Recalibration;
+using GenRecal.Runtime;
 using GenRecal.Tensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -96,6 +97,7 @@ public sealed class DistillationRecipe
     /// <summary>Runs every planned stage not yet completed, then writes OUT/student and OUT/recalibrator.</summary>
     public void Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
+        TorchGc.Settle();
         if (resumeFrom is not null)
         {
             var r = resumeFrom;
