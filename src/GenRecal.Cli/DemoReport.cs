@@ -29,7 +29,8 @@ public static class DemoReport
         sb.AppendLine($"- teacher: {p.TeacherTokenizer} (compact), hidden {p.TeacherText.HiddenSize}, {p.TeacherText.NumHiddenLayers} layers, {p.TeacherVision.ImageSize}px images → {p.TeacherVision.NumImageTokens} image tokens; SFT {p.TeacherSteps} steps");
         sb.AppendLine($"- student: {p.StudentTokenizer} (compact), hidden {p.StudentText.HiddenSize}, {p.StudentText.NumHiddenLayers} layers, {p.StudentVision.ImageSize}px images → {p.StudentVision.NumImageTokens} image tokens");
         sb.AppendLine($"- held equal between SFT and GenRecal: the initial student, the training data (each stage shuffles it with the run seed), batch size {p.BatchSize}, " +
-            $"{p.StudentSteps} student optimizer steps (GenRecal: stage 2 {p.Stage2Steps} + stage 3 {p.Stage3Steps}; SFT: {p.StudentSteps}), AdamW with LR {p.LrStart.ToString(inv)} → {p.LrEnd.ToString(inv)} linear per stage");
+            $"{p.StudentSteps} student optimizer steps and their LR, step for step (GenRecal: stage 2 {p.Stage2Steps} + stage 3 {p.Stage3Steps}; SFT: {p.Stage2Steps} + {p.Stage3Steps}, " +
+            $"LR restarting at the same step), AdamW with LR {p.LrStart.ToString(inv)} → {p.LrEnd.ToString(inv)} linear within each");
         sb.AppendLine($"- GenRecal additionally trains the Recalibrator alone for {p.Stage1Steps} stage-1 steps (student frozen) and runs the teacher forward in stages 1-2");
         sb.AppendLine($"- pair: identical token boundaries {r.Pair.IdenticalBoundaryShare.ToString("P1", inv)}, tokens/char teacher {r.Pair.Teacher.TokensPerChar.ToString("F3", inv)} vs student {r.Pair.Student.TokensPerChar.ToString("F3", inv)}");
         sb.AppendLine();
@@ -77,10 +78,9 @@ public static class DemoReport
     {
         var plot = NewPlot();
         int offset = 0;
-        foreach (var (label, file) in new[] { ("genrecal", r.GenRecalMetrics), ("sft", r.SftMetrics) })
+        foreach (var (label, files) in new[] { ("genrecal", new[] { r.GenRecalMetrics }), ("sft", r.SftMetrics.ToArray()) })
         {
-            if (!File.Exists(file)) continue;
-            var m = MetricsLog.Read(file);
+            var m = files.Where(File.Exists).SelectMany(MetricsLog.Read).ToList();
             foreach (var term in new[] { "ce_recal", "kl", "reg_ce", "reg_kl", "ce_student" })
             {
                 var rows = m.Select((o, i) => (i, o)).Where(x => x.o[term] is not null).ToList();

@@ -109,6 +109,13 @@ public class CliTests
         }
         Assert.True(new FileInfo(Path.Combine(output, "losses.png")).Length > 1000);
         Assert.True(new FileInfo(Path.Combine(output, "accuracy.png")).Length > 1000);
+        // the baseline's student optimizer steps and their learning rates are GenRecal's stage 2 then stage 3, step for step
+        static double[] Lr(params string[] files) => files.SelectMany(File.ReadAllLines)
+            .Select(l => JsonNode.Parse(l)!.AsObject()).Where(o => o["stage_name"]!.GetValue<string>() != "Alignment")
+            .Select(o => o["lr"]!.GetValue<double>()).ToArray();
+        var genrecalLr = Lr(Path.Combine(output, "runs", "genrecal", "metrics.jsonl"));
+        Assert.Equal(GenRecal.Demo.DemoPreset.Miniature.StudentSteps, genrecalLr.Length);
+        Assert.Equal(genrecalLr, Lr(Path.Combine(output, "runs", "sft", "cycle1", "metrics.jsonl"), Path.Combine(output, "runs", "sft", "metrics.jsonl")));
         // a second run reuses the data and teacher
         var (code2, out2, _) = Run("demo", "--preset", "miniature", "--out", output, "--seed", "1");
         Assert.Equal(0, code2);
