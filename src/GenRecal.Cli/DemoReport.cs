@@ -37,7 +37,7 @@ public static class DemoReport
         sb.AppendLine("## Timings (seconds)");
         foreach (var (k, v) in r.Seconds) sb.AppendLine($"- {k}: {v.ToString(inv)}");
         sb.AppendLine();
-        string suffix = r.Variant == "paper" ? "" : "-" + r.Variant;
+        string suffix = r.Variant == GenRecalVariants.Default ? "" : "-" + r.Variant;
         var lossPng = Path.Combine(r.OutDir, $"losses{suffix}.png");
         var accPng = Path.Combine(r.OutDir, $"accuracy{suffix}.png");
         PlotLosses(r, lossPng);

@@ -18,7 +18,7 @@ public sealed record DemoResult(DemoPreset Preset, int Seed, string Variant, str
 /// LR schedule, step for step (the baseline restarts its LR where GenRecal's stage 3 does); evaluate all four
 /// on the test split.
 /// </summary>
-public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Action<string>? log = null, string variant = "paper")
+public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Action<string>? log = null, string variant = GenRecalVariants.Default)
 {
     readonly Dictionary<string, double> seconds = new();
 
@@ -53,7 +53,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var train0 = splits["train"];
         var pair = PairReport.Build(Pretrained.Load(teacherDir), Pretrained.Load(studentInit), train0, 160);
 
-        string sftRun = Path.Combine(outDir, "runs", "sft"), genRun = Path.Combine(outDir, "runs", variant == "paper" ? "genrecal" : $"genrecal-{variant}");
+        string sftRun = Path.Combine(outDir, "runs", "sft"), genRun = Path.Combine(outDir, "runs", variant == GenRecalVariants.Default ? "genrecal" : $"genrecal-{variant}");
         // The baseline follows GenRecal's student schedule step for step: a cycle of stage 2's length, then one of stage 3's,
         // each decaying LR from start to end. Measured: a single 2000-step cycle scored 1-3 points below this one on the
         // full preset, which had been read as a gain of GenRecal.

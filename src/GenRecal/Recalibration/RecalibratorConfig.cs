@@ -14,14 +14,16 @@ public enum AnswerSource
     TeacherEmbeddings,
 }
 
-/// <summary>Recalibrator settings; defaults are the paper's (GenRecal §3, Fig. 3).</summary>
+/// <summary>Recalibrator settings; defaults are the paper's (GenRecal §3, Fig. 3) except the answer source.</summary>
 public sealed record RecalibratorConfig
 {
     /// <summary>Decoder blocks in Rec-body (paper: 2; ablation 1/2/5/20).</summary>
     [JsonPropertyName("num_layers")] public int NumLayers { get; init; } = 2;
     /// <summary>Fresh position ids 0..L-1 over the concatenated sequence (NPE); off keeps each side's own positions.</summary>
     [JsonPropertyName("new_positions")] public bool NewPositions { get; init; } = true;
-    [JsonPropertyName("answer_source")] public AnswerSource AnswerSource { get; init; } = AnswerSource.TeacherHidden;
+    /// <summary>Default TeacherEmbeddings, the best-measured form (docs/RESULTS.md): with the paper's TeacherHidden the
+    /// Recalibrator copies z_al and ignores the student. "TeacherHidden" selects the paper's form.</summary>
+    [JsonPropertyName("answer_source")] public AnswerSource AnswerSource { get; init; } = AnswerSource.TeacherEmbeddings;
 
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 }
