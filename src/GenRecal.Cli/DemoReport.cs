@@ -77,10 +77,11 @@ public static class DemoReport
     static void PlotLosses(DemoResult r, string path)
     {
         var plot = NewPlot();
-        int offset = 0;
-        foreach (var (label, files) in new[] { ("genrecal", new[] { r.GenRecalMetrics }), ("sft", r.SftMetrics.ToArray()) })
+        var genrecal = File.Exists(r.GenRecalMetrics) ? MetricsLog.Read(r.GenRecalMetrics) : [];
+        // the baseline's step i is GenRecal's student step i, which comes after the stage-1 steps
+        int stage1 = genrecal.Count(o => o["stage_name"]?.GetValue<string>() == nameof(Stage.Alignment));
+        foreach (var (label, m, offset) in new[] { ("genrecal", genrecal, 0), ("sft", r.SftMetrics.Where(File.Exists).SelectMany(MetricsLog.Read).ToList(), stage1) })
         {
-            var m = files.Where(File.Exists).SelectMany(MetricsLog.Read).ToList();
             foreach (var term in new[] { "ce_recal", "kl", "reg_ce", "reg_kl", "ce_student" })
             {
                 var rows = m.Select((o, i) => (i, o)).Where(x => x.o[term] is not null).ToList();
@@ -90,7 +91,7 @@ public static class DemoReport
                 s.MarkerSize = 0;
             }
         }
-        plot.XLabel("optimizer step (stages concatenated)");
+        plot.XLabel("optimizer step (GenRecal's stages concatenated; the baseline aligned with its student steps)");
         plot.YLabel("loss");
         plot.ShowLegend();
         plot.SavePng(path, 900, 500);
