@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces docs/RESULTS.md: the demo's full preset over three seeds, the default (embeddings) and the paper's form,
-# then a summary table. Long (about an hour on 2 cores); results land in out/results-seed*/.
+# then a summary table. Long (about an hour on 2 cores); results land in out/results-$PRESET-seed*/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 preset="${PRESET:-full}"
