@@ -6,7 +6,10 @@ set -euo pipefail
 if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null) || echo "genrecal: could not install fonts-dejavu-core; plots will have no text" >&2
 fi
-stdcxx=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+# No pipe into a reader that stops early: under pipefail, 'ldconfig -p | awk "...; exit"' fails with SIGPIPE (141)
+# whenever awk exits before ldconfig has written everything, so the list is read whole first.
+libs=$(ldconfig -p 2>/dev/null || true)
+stdcxx=$(awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}' <<<"$libs")
 if [ -n "$stdcxx" ] && grep -q GLIBCXX_3.4.32 "$stdcxx"; then exit 0; fi
 if command -v g++ >/dev/null; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
