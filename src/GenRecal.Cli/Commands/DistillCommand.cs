@@ -1,4 +1,5 @@
 using System.CommandLine;
+using GenRecal.Baselines;
 using GenRecal.Training;
 using Spectre.Console;
 
@@ -13,20 +14,22 @@ public static class DistillCommand
         var student = new Option<string>("--student") { Description = "student model directory", Required = true };
         var data = new Option<string>("--data") { Description = "LLaVA-format JSON lines", Required = true };
         var output = new Option<string>("--out") { Description = "output directory", Required = true };
-        var stages = new Option<string>("--stages") { Description = "comma-separated stages: 1,2,3 (or sft for the baseline)", DefaultValueFactory = _ => "1,2,3" };
+        var method = new Option<string?>("--method") { Description = $"how the student learns: {string.Join(", ", MethodNames)} (default: the config's method, genrecal)" };
+        var stages = new Option<string?>("--stages") { Description = "comma-separated stages: 1,2,3 (genrecal; default all) or sft (the other methods' one stage)" };
         var steps = new Option<int?>("--steps") { Description = "optimizer steps per stage (overrides the config)" };
         var batch = new Option<int?>("--batch-size") { Description = "examples per micro-batch (overrides the config)" };
         var config = new Option<string?>("--config") { Description = "training config JSON (see docs/ARCHITECTURE.md)" };
         var resume = new Option<bool>("--resume") { Description = "continue from OUT/checkpoints" };
         var allowBad = new Option<bool>("--allow-bad-lines") { Description = "skip unusable data lines (they are still reported)" };
-        var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, stages, steps, batch, config, resume, allowBad };
+        var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, method, stages, steps, batch, config, resume, allowBad };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
+            var c = Configure(r.GetValue(config), r.GetValue(steps), r.GetValue(batch), r.GetValue(method));
             var plan = new DistillationPlan
             {
                 TeacherDir = r.GetValue(teacher), StudentDir = r.GetValue(student)!, DataPath = r.GetValue(data)!, OutDir = r.GetValue(output)!,
-                Stages = ParseStages(r.GetValue(stages)!),
-                Config = Configure(r.GetValue(config), r.GetValue(steps), r.GetValue(batch)),
+                Stages = ParseStages(r.GetValue(stages) ?? (c.MethodKind == DistillationMethod.GenRecal ? "1,2,3" : "sft")),
+                Config = c,
                 Resume = r.GetValue(resume), AllowBadDataLines = r.GetValue(allowBad),
             };
             Run(plan);
@@ -36,9 +39,15 @@ public static class DistillCommand
         return cmd;
     }
 
-    public static TrainingConfig Configure(string? path, int? steps, int? batch)
+    /// <summary>The methods by name; "genrecal-paper" is GenRecal with the paper's answer source (the teacher's answer features z_al).</summary>
+    public static IEnumerable<string> MethodNames => DistillationMethods.ByName.Keys.Append("genrecal-paper");
+
+    public static TrainingConfig Configure(string? path, int? steps, int? batch, string? method = null)
     {
         var c = path is null ? new TrainingConfig() : TrainingConfig.Load(path);
+        if (method == "genrecal-paper")
+            c = c with { Method = "genrecal", Recalibrator = c.Recalibrator with { AnswerSource = Recalibration.AnswerSource.TeacherHidden } };
+        else if (method is not null) c = c with { Method = DistillationMethods.Parse(method, "--method").Name() };
         if (steps is { } s) c = c with { Steps = new() { [1] = s, [2] = s, [3] = s } };
         if (batch is { } b) c = c with { BatchSize = b };
         c.Validate("command line");

@@ -6,19 +6,40 @@ using GenRecal.Tokenization;
 
 namespace GenRecal.Evaluation;
 
-/// <summary>Accuracy overall and per question family.</summary>
+/// <summary>One scored question: what the model answered and whether it was right.</summary>
+public sealed record EvaluatedItem(string Id, string? Family, string Prediction, bool Correct);
+
+/// <summary>Accuracy overall and per question family, with each question's prediction (for paired comparisons).</summary>
 public sealed record EvaluationResult(string Model, int Correct, int Total, Dictionary<string, (int Correct, int Total)> Families)
 {
     public double Accuracy => Total == 0 ? 0 : (double)Correct / Total;
+    public IReadOnlyList<EvaluatedItem> Items { get; init; } = [];
+
+    /// <summary>95 % Wilson interval of the accuracy.</summary>
+    public (double Low, double High) Interval => Statistics.WilsonInterval(Correct, Total);
 
     public JsonObject ToJson() => new()
     {
-        ["model"] = Model, ["accuracy"] = Math.Round(Accuracy, 4), ["correct"] = Correct, ["total"] = Total,
+        ["model"] = Model, ["accuracy"] = Math.Round(Accuracy, 4),
+        ["accuracy_ci95"] = new JsonArray(Math.Round(Interval.Low, 4), Math.Round(Interval.High, 4)), ["correct"] = Correct, ["total"] = Total,
         ["families"] = new JsonObject(Families.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonObject
         {
             ["accuracy"] = Math.Round(kv.Value.Total == 0 ? 0 : (double)kv.Value.Correct / kv.Value.Total, 4), ["correct"] = kv.Value.Correct, ["total"] = kv.Value.Total,
         }))),
+        ["items"] = new JsonArray(Items.Select(i => (JsonNode)new JsonObject
+        {
+            ["id"] = i.Id, ["family"] = i.Family, ["prediction"] = i.Prediction, ["correct"] = i.Correct,
+        }).ToArray()),
     };
+
+    /// <summary>Reads what <see cref="ToJson"/> wrote (the demo's results.json, eval --out).</summary>
+    public static EvaluationResult FromJson(JsonObject o) =>
+        new(o["model"]!.GetValue<string>(), o["correct"]!.GetValue<int>(), o["total"]!.GetValue<int>(),
+            (o["families"] as JsonObject ?? []).ToDictionary(kv => kv.Key, kv => (kv.Value!["correct"]!.GetValue<int>(), kv.Value!["total"]!.GetValue<int>())))
+        {
+            Items = (o["items"] as JsonArray ?? []).Select(n => new EvaluatedItem(n!["id"]!.GetValue<string>(), n["family"]?.GetValue<string>(),
+                n["prediction"]!.GetValue<string>(), n["correct"]!.GetValue<bool>())).ToList(),
+        };
 }
 
 /// <summary>The model alone answers every question greedily (its own tokenizer, template, image size); answers are scored.</summary>
@@ -31,6 +52,7 @@ public static class Evaluator
         TorchGc.Settle();
         int correct = 0, done = 0;
         var families = new Dictionary<string, (int, int)>();
+        var items = new List<EvaluatedItem>(examples.Count);
         foreach (var chunk in examples.Chunk(batchSize))
         {
             var predictions = AnswerBatch(model, chunk, maxNewTokens);
@@ -41,11 +63,12 @@ public static class Evaluator
                 var (c, t) = families.GetValueOrDefault(family);
                 families[family] = (c + (ok ? 1 : 0), t + 1);
                 if (ok) correct++;
+                items.Add(new EvaluatedItem(chunk[i].Id, chunk[i].Family, predictions[i], ok));
             }
             done += chunk.Length;
             progress?.Report(done);
         }
-        return new EvaluationResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Directory)), correct, examples.Count, families);
+        return new EvaluationResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Directory)), correct, examples.Count, families) { Items = items };
     }
 
     /// <summary>Greedy answers for several examples in one batch, each in the model's own format.</summary>

@@ -36,6 +36,25 @@ public static class DistillationLosses
         return (kl * (temperature * temperature)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Universal Logit Distillation (Boizard et al., arXiv 2402.12030, eq. 5): per row, the L1 distance between the
+    /// teacher's and the student's probability vectors, each sorted in descending order and zero-padded to the larger
+    /// vocabulary, so the two vocabularies need not match; mean over rows where <paramref name="mask"/> [N] is true.
+    /// teacherLogits [N, Vt], studentLogits [N, Vs]: row i of each scores the same answer position.
+    /// </summary>
+    public static Tensor UldSortedL1(Tensor teacherLogits, Tensor studentLogits, Tensor mask)
+    {
+        using var scope = NewDisposeScope();
+        var pt = teacherLogits.to(ScalarType.Float32).softmax(-1).sort(-1, descending: true).Values; // [N, Vt]
+        var ps = studentLogits.to(ScalarType.Float32).softmax(-1).sort(-1, descending: true).Values; // [N, Vs]
+        long v = Math.Max(pt.shape[1], ps.shape[1]);
+        pt = nn.functional.pad(pt, [0, v - pt.shape[1]]);                                            // [N, V]
+        ps = nn.functional.pad(ps, [0, v - ps.shape[1]]);                                            // [N, V]
+        var perRow = (pt - ps).abs().sum(-1);                                                        // [N]
+        var m = mask.to(ScalarType.Float32);
+        return ((perRow * m).sum() / m.sum().clamp_min(1)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Next-token cross-entropy of a causal LM: logits [B, T, V] at t predict labels [B, T] at t+1.</summary>
     public static Tensor NextTokenCrossEntropy(Tensor logits, Tensor labels)
     {

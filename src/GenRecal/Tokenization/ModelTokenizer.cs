@@ -163,6 +163,20 @@ public sealed partial class ModelTokenizer
     /// <summary>Base id of a model id (identity without a compact vocabulary); null for special tokens.</summary>
     public int? BaseId(int id) => specialById.ContainsKey(id) ? null : compactToBase is null ? id : compactToBase[id];
 
+    /// <summary>
+    /// Null when both tokenizers give every string the same id and every id the same string (same base
+    /// vocabulary, same compact map, same special tokens); otherwise what differs. Token-level KD needs null.
+    /// </summary>
+    public string? VocabularyDifference(ModelTokenizer other)
+    {
+        if (VocabSize != other.VocabSize) return $"vocabulary sizes {VocabSize} and {other.VocabSize}";
+        if (BaseName != other.BaseName || HfJson != other.HfJson) return $"base tokenizers '{BaseName}' and '{other.BaseName}'";
+        if (!(compactToBase ?? []).SequenceEqual(other.compactToBase ?? [])) return "different compact vocabularies over the same base";
+        var mine = specialIds.OrderBy(kv => kv.Value).Select(kv => $"{kv.Value}:{kv.Key}");
+        var theirs = other.specialIds.OrderBy(kv => kv.Value).Select(kv => $"{kv.Value}:{kv.Key}");
+        return mine.SequenceEqual(theirs) ? null : "different special tokens or special-token ids";
+    }
+
     // ---- files ----------------------------------------------------------------------------------
 
     public void Save(string dir)
@@ -222,9 +236,11 @@ public sealed partial class ModelTokenizer
     }
 
     /// <summary>A HuggingFace byte-level BPE tokenizer.json (vocab, merges as "a b" strings or [a, b] pairs, added tokens).</summary>
-    public static ModelTokenizer FromHfTokenizerJson(string path, ChatTemplate? template = null)
+    public static ModelTokenizer FromHfTokenizerJson(string path, ChatTemplate? template = null) =>
+        FromHfTokenizerJson(ParseObject(path), path, File.ReadAllText(path), template);
+
+    static ModelTokenizer FromHfTokenizerJson(JsonObject json, string path, string text, ChatTemplate? template)
     {
-        var json = ParseObject(path);
         var model = json["model"] as JsonObject ?? throw new InvalidDataException($"{path}: missing 'model'");
         if (model["type"]?.GetValue<string>() is { } type && type != "BPE")
             throw new InvalidDataException($"{path}: model.type '{type}' is not supported (only byte-level BPE)");
@@ -248,7 +264,46 @@ public sealed partial class ModelTokenizer
             foreach (var a in added)
                 specials[a!["content"]!.GetValue<string>()] = a["id"]!.GetValue<int>();
         template ??= ChatTemplate.ChatML;
-        return new ModelTokenizer(HfTokenizerFileName, bpe, vocab.Count, null, specials, template, File.ReadAllText(path));
+        return new ModelTokenizer(HfTokenizerFileName, bpe, vocab.Count, null, specials, template, text);
+    }
+
+    /// <summary>Name of the byte-level base: one token per UTF-8 byte (a byte-level BPE with no merges).</summary>
+    public const string BytesBase = "bytes";
+
+    /// <summary>
+    /// A byte-level tokenizer in HF's tokenizer.json form (GPT-2's byte-to-unicode alphabet, no merges): every
+    /// character of ASCII text is its own token, so its token boundaries differ from any merged BPE's inside
+    /// every word and number. Specials: &lt;unk&gt;, &lt;|endoftext|&gt;, then the template's, after the 256 bytes.
+    /// </summary>
+    public static ModelTokenizer ByteLevel(ChatTemplate? template = null)
+    {
+        template ??= ChatTemplate.ChatML;
+        var vocab = new JsonObject();
+        foreach (var (b, c) in ByteToUnicode()) vocab[c.ToString()] = b;
+        var added = new JsonArray();
+        foreach (var sp in template.SpecialTokens().Prepend("<|endoftext|>").Prepend(UnknownToken).Distinct())
+            added.Add(new JsonObject { ["id"] = 256 + added.Count, ["content"] = sp, ["special"] = true });
+        var json = new JsonObject
+        {
+            ["version"] = "1.0", ["added_tokens"] = added, ["normalizer"] = null,
+            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true },
+            ["decoder"] = new JsonObject { ["type"] = "ByteLevel" },
+            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = new JsonArray() },
+        };
+        var text = json.ToJsonString(new() { WriteIndented = true });
+        return FromHfTokenizerJson(JsonNode.Parse(text)!.AsObject(), "(byte-level tokenizer)", text, template);
+    }
+
+    /// <summary>A tokenizer for a new model: the byte-level one, or a compact vocabulary over a tiktoken encoding.</summary>
+    public static ModelTokenizer Build(string baseName, IEnumerable<string> corpus, ChatTemplate template) =>
+        baseName == BytesBase ? ByteLevel(template) : BuildCompact(baseName, corpus, template);
+
+    /// <summary>GPT-2's reversible map from bytes to printable characters (the alphabet of byte-level BPE).</summary>
+    static IEnumerable<(int Byte, char Char)> ByteToUnicode()
+    {
+        var printable = Enumerable.Range('!', '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®', 'ÿ' - '®' + 1)).ToHashSet();
+        int extra = 0;
+        for (int b = 0; b < 256; b++) yield return (b, printable.Contains(b) ? (char)b : (char)(256 + extra++));
     }
 
     [System.Text.RegularExpressions.GeneratedRegex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")]

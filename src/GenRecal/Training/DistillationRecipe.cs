@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using GenRecal.Baselines;
 using GenRecal.Data;
 using GenRecal.Models;
 using GenRecal.Recalibration;
@@ -25,6 +26,9 @@ public sealed record DistillationPlan
     public TrainingConfig Config { get; init; } = new();
     public bool Resume { get; init; }
     public bool AllowBadDataLines { get; init; }
+    /// <summary>Where the teacher's generated answers are cached (seqkd); default OUT/teacher-answers.jsonl. Runs that share
+    /// a teacher and data may share one file.</summary>
+    public string? TeacherAnswerCache { get; init; }
 }
 
 /// <summary>
@@ -36,9 +40,10 @@ public sealed class DistillationRecipe
 {
     readonly DistillationPlan plan;
     readonly TrainingConfig config;
-    readonly List<ConversationExample> data;
+    List<ConversationExample> data;
     readonly PretrainedModel student;
-    readonly PretrainedModel? teacher;
+    PretrainedModel? teacher;
+    readonly DistillationMethod method;
     Recalibrator? recalibrator;
     readonly CheckpointStore checkpoints;
     readonly MetricsLog metrics;
@@ -50,9 +55,13 @@ public sealed class DistillationRecipe
         this.plan = plan;
         config = plan.Config;
         config.Validate("training config");
+        method = config.MethodKind;
         if (plan.Stages.Count == 0) throw new ArgumentException("no stages to run");
-        bool needsTeacher = plan.Stages.Any(s => s.UsesTeacher());
-        if (needsTeacher && plan.TeacherDir is null) throw new ArgumentException("stages 1 and 2 need --teacher");
+        if (method != DistillationMethod.GenRecal && plan.Stages.Any(s => s != Stage.Sft))
+            throw new ArgumentException($"method '{config.Method}' trains the student in one stage ('sft'); stages 1-3 belong to method 'genrecal'");
+        bool needsTeacher = plan.Stages.Any(s => s.UsesTeacher()) || method.NeedsTeacher();
+        if (needsTeacher && plan.TeacherDir is null)
+            throw new ArgumentException(method == DistillationMethod.GenRecal ? "stages 1 and 2 need a teacher" : $"method '{config.Method}' needs a teacher");
         data = LlavaDataset.LoadStrict(plan.DataPath, plan.AllowBadDataLines);
         Directory.CreateDirectory(plan.OutDir);
         checkpoints = new CheckpointStore(Path.Combine(plan.OutDir, "checkpoints"), config.KeepCheckpoints);
@@ -69,7 +78,16 @@ public sealed class DistillationRecipe
             ParameterGroups.Freeze(teacher.Model);
             if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
                 throw new ArgumentException("the data has images, so teacher and student must both be vision-language models");
-            recalibrator = LoadOrCreateRecalibrator();
+            if (method == DistillationMethod.Kd && teacher.Tokenizer.VocabularyDifference(student.Tokenizer) is { } why)
+                throw new ArgumentException($"method 'kd' needs one vocabulary for teacher and student, and {plan.TeacherDir} and {plan.StudentDir} differ: {why}; use 'uld', 'seqkd' or 'genrecal' across vocabularies");
+            if (plan.Stages.Any(s => s.UsesTeacher())) recalibrator = LoadOrCreateRecalibrator();
+            if (method == DistillationMethod.SeqKd)
+            {
+                // Kim & Rush: the teacher's greedy answers replace the data's; the teacher is not needed after that
+                data = new TeacherAnswers(teacher, plan.TeacherAnswerCache ?? Path.Combine(plan.OutDir, "teacher-answers.jsonl"), config.TeacherAnswerTokens).Replace(data);
+                teacher.Model.Dispose();
+                teacher = null;
+            }
         }
         AtomicFile.WriteAllText(Path.Combine(plan.OutDir, "training_config.json"), config.ToJson());
     }
@@ -131,9 +149,10 @@ public sealed class DistillationRecipe
             using var reader = new BinaryReader(File.OpenRead(Path.Combine(resumeDir, "optimizer.bin")));
             optimizer.load_state_dict(reader);
         }
-        var studentCollator = new Collator(student.Model, student.Tokenizer, config.MaxLength);
-        var teacherCollator = teacher is null ? null : new Collator(teacher.Model, teacher.Tokenizer, config.MaxLength);
         var lossStep = stage.UsesTeacher() ? new GenRecalLossStep(teacher!.Model, student.Model, recalibrator!, config) : null;
+        var logitStep = stage == Stage.Sft && method.ScoresWithTeacher() ? new LogitDistillationLossStep(teacher!.Model, student.Model, method, config) : null;
+        var studentCollator = new Collator(student.Model, student.Tokenizer, config.MaxLength);
+        var teacherCollator = lossStep is null && logitStep is null ? null : new Collator(teacher!.Model, teacher.Tokenizer, config.MaxLength);
         int perStep = config.BatchSize * config.GradAccumulation;
         var clock = Stopwatch.StartNew();
         for (int step = startStep; step < total; step++)
@@ -152,7 +171,9 @@ public sealed class DistillationRecipe
                 using var sb = studentCollator.Collate(examples);
                 using var tb = teacherCollator?.Collate(examples);
                 tokens += sb.Tokens + (tb?.Tokens ?? 0);
-                var terms = lossStep is null ? GenRecalLossStep.StudentOnly(student.Model, sb) : lossStep.Compute(tb!, sb, stage);
+                var terms = lossStep is not null ? lossStep.Compute(tb!, sb, stage)
+                    : logitStep is not null ? logitStep.Compute(tb!, sb)
+                    : GenRecalLossStep.StudentOnly(student.Model, sb);
                 var values = terms.ToDictionary(kv => kv.Key, kv => kv.Value.item<float>());
                 if (values.Any(kv => !float.IsFinite(kv.Value)))
                     throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: loss is not finite ({string.Join(", ", values.Select(kv => $"{kv.Key}={kv.Value}"))}); " +

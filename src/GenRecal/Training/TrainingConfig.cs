@@ -12,6 +12,8 @@ public sealed record LossWeights
     [JsonPropertyName("reg_ce")] public double RegCe { get; init; } = 1;
     [JsonPropertyName("reg_kl")] public double RegKl { get; init; } = 1;
     [JsonPropertyName("ce_student")] public double CeStudent { get; init; } = 1;
+    /// <summary>ULD's distillation weight λ (the ULD paper's setting, 1.5); used by method "uld" only.</summary>
+    [JsonPropertyName("uld")] public double Uld { get; init; } = 1.5;
 }
 
 /// <summary>
@@ -21,6 +23,10 @@ public sealed record LossWeights
 /// </summary>
 public sealed record TrainingConfig
 {
+    /// <summary>sft, kd, seqkd, uld or genrecal (DistillationMethods.ByName); the baselines run one student stage ("sft").</summary>
+    [JsonPropertyName("method")] public string Method { get; init; } = "genrecal";
+    /// <summary>Longest teacher answer generated for sequence-level KD and transfer sets, in teacher tokens.</summary>
+    [JsonPropertyName("teacher_answer_tokens")] public int TeacherAnswerTokens { get; init; } = 64;
     [JsonPropertyName("steps")] public Dictionary<int, int> Steps { get; init; } = new() { [1] = 100, [2] = 100, [3] = 100 };
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 8;
     [JsonPropertyName("grad_accumulation")] public int GradAccumulation { get; init; } = 1;
@@ -44,6 +50,8 @@ public sealed record TrainingConfig
     /// <summary>Whether the student's vision encoder trains in stages 2-3 and SFT. The paper keeps it frozen
     /// (real students come with a pretrained encoder); a model built from scratch, as in the demo, needs it.</summary>
     [JsonPropertyName("train_vision_encoder")] public bool TrainVisionEncoder { get; init; }
+
+    [JsonIgnore] public Baselines.DistillationMethod MethodKind => Baselines.DistillationMethods.Parse(Method, "training config: method");
 
     public int StepsFor(int stage) => Steps.TryGetValue(stage, out var s) ? s : 0;
 
@@ -71,9 +79,11 @@ public sealed record TrainingConfig
         if (Steps.Values.Any(s => s < 0)) throw new InvalidDataException($"{source}: steps must not be negative");
         if (KlTemperature <= 0) throw new InvalidDataException($"{source}: kl_temperature must be positive");
         var w = LossWeights;
-        if (new[] { w.CeRecal, w.Kl, w.RegCe, w.RegKl, w.CeStudent }.Any(v => !double.IsFinite(v) || v < 0))
+        if (new[] { w.CeRecal, w.Kl, w.RegCe, w.RegKl, w.CeStudent, w.Uld }.Any(v => !double.IsFinite(v) || v < 0))
             throw new InvalidDataException($"{source}: loss_weights must be finite and non-negative");
         if (!(LrStart > 0) || !(LrEnd >= 0)) throw new InvalidDataException($"{source}: lr_start must be positive and lr_end non-negative");
+        Baselines.DistillationMethods.Parse(Method, $"{source}: method");
+        if (TeacherAnswerTokens < 1) throw new InvalidDataException($"{source}: teacher_answer_tokens must be at least 1");
         if (Recalibrator.NumLayers < 1) throw new InvalidDataException($"{source}: recalibrator.num_layers must be at least 1");
     }
 

@@ -42,6 +42,39 @@ public class DistillationLossesTests
     }
 
     [Fact]
+    public void Uld_sorts_pads_and_sums_absolute_differences_as_written_by_hand()
+    {
+        // teacher over 3 ids, student over 2: probabilities chosen through log so softmax returns them exactly
+        var pt = new[] { 0.2, 0.5, 0.3 };
+        var ps = new[] { 0.9, 0.1 };
+        var t = tensor(pt.Select(x => Math.Log(x)).ToArray()).unsqueeze(0).to(ScalarType.Float32);      // [1, 3]
+        var s = tensor(ps.Select(x => Math.Log(x)).ToArray()).unsqueeze(0).to(ScalarType.Float32);      // [1, 2]
+        // sorted: teacher 0.5 0.3 0.2, student 0.9 0.1 0 → |0.5-0.9| + |0.3-0.1| + |0.2-0| = 0.8
+        Assert.Equal(0.8, DistillationLosses.UldSortedL1(t, s, ones(1, ScalarType.Bool)).item<float>(), 5);
+        // the other way round (student vocabulary larger) pads the teacher side: same distance
+        Assert.Equal(0.8, DistillationLosses.UldSortedL1(s, t, ones(1, ScalarType.Bool)).item<float>(), 5);
+    }
+
+    [Fact]
+    public void Uld_is_zero_for_permuted_distributions_and_averages_only_masked_rows()
+    {
+        manual_seed(5);
+        var t = randn(3, 5);
+        var permuted = t.index_select(1, tensor(new long[] { 4, 2, 0, 1, 3 }));
+        Assert.Equal(0, DistillationLosses.UldSortedL1(t, permuted, ones(3, ScalarType.Bool)).item<float>(), 5);
+        var s = randn(3, 7);
+        var mask = tensor(new[] { true, false, true });
+        double Row(int i)
+        {
+            var a = t[i].softmax(0).sort(0, descending: true).Values.data<float>().Select(x => (double)x).ToList();
+            var b = s[i].softmax(0).sort(0, descending: true).Values.data<float>().Select(x => (double)x).ToList();
+            while (a.Count < b.Count) a.Add(0);
+            return a.Zip(b).Sum(p => Math.Abs(p.First - p.Second));
+        }
+        Assert.Equal((Row(0) + Row(2)) / 2, DistillationLosses.UldSortedL1(t, s, mask).item<float>(), 5);
+    }
+
+    [Fact]
     public void Cross_entropy_ignores_minus_100_and_matches_a_naive_version()
     {
         manual_seed(3);

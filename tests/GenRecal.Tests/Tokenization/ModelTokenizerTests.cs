@@ -88,4 +88,23 @@ public class ModelTokenizerTests
         Assert.Equal(ChatTemplate.Llama3, back.Template);
         Assert.Equal(tok.Encode("<|start_header_id|>red blue"), back.Encode("<|start_header_id|>red blue"));
     }
+
+    [Fact]
+    public void Byte_level_tokenizer_gives_one_token_per_character_and_survives_a_save_round_trip()
+    {
+        var tok = ModelTokenizer.ByteLevel(ChatTemplate.ChatML);
+        const string text = "I have 123 apples";
+        Assert.Equal(text.Select(c => (int)c).ToArray(), tok.Encode(text)); // ASCII bytes are their own ids
+        Assert.Equal(text, tok.Decode(tok.Encode(text)));
+        Assert.Equal("héllo ✓", tok.Decode(tok.Encode("héllo ✓")));     // multi-byte characters are several byte tokens
+        var dir = TestSupport.TempDir();
+        tok.Save(dir);
+        var back = ModelTokenizer.Load(dir);
+        Assert.Equal(tok.Encode("<|im_start|>user\nI have 123 apples<|im_end|>"), back.Encode("<|im_start|>user\nI have 123 apples<|im_end|>"));
+        Assert.Null(tok.VocabularyDifference(back));
+        Assert.NotNull(tok.VocabularyDifference(ModelTokenizer.FromTiktoken("gpt2")));
+        // its boundaries differ from a merged BPE's inside every word: gpt2 keeps " apples" whole
+        var gpt2 = ModelTokenizer.FromTiktoken("gpt2");
+        Assert.True(GenRecal.Evaluation.PairReport.Boundaries(gpt2, text).Count < GenRecal.Evaluation.PairReport.Boundaries(tok, text).Count / 2);
+    }
 }

@@ -45,6 +45,14 @@ internal static class TinyPair
         return Save(Path.Combine(root, "student"), new ModelConfig(text, null, null), tok, seed);
     }
 
+    /// <summary>The student's sizes with the teacher's tokenizer (same vocabulary and template): the token-level KD pair.</summary>
+    public static string StudentWithTokenizerOf(string root, string teacherDir, long seed = 2)
+    {
+        var tok = ModelTokenizer.Load(teacherDir);
+        var text = TestSupport.TinyText(vocab: tok.VocabSize, hidden: 16, layers: 1, heads: 2, kvHeads: 1);
+        return Save(Path.Combine(root, "student-same-tokenizer"), new ModelConfig(text, null, null), tok, seed);
+    }
+
     static readonly Lazy<string> TrainedTeacherCache = new(() =>
     {
         // A teacher that knows the answers: SFT on the data (the test pair's "large model").
