@@ -16,9 +16,9 @@ public static class DemoCommand
         var preset = new Option<string>("--preset") { Description = "quick (under 15 min on 2 cores) or full", DefaultValueFactory = _ => "quick" };
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "out/demo" };
         var seed = new Option<int>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
-        var variant = new Option<string>("--variant") { Description = $"GenRecal configuration: {string.Join(", ", GenRecalVariants.All.Keys)}", DefaultValueFactory = _ => GenRecalVariants.Default };
+        var variant = new Option<string>("--variant") { Description = $"configuration of the genrecal row (the genrecal-paper row is always the paper's form): {string.Join(", ", GenRecalVariants.All.Keys)}", DefaultValueFactory = _ => GenRecalVariants.Default };
         var explained = new Option<bool>("--explained") { Description = "train and evaluate on longer explained answers (\"... Answer: x\")" };
-        var cmd = new Command("demo", "Make data, train a teacher, distill a student with GenRecal and compare with SFT") { preset, output, seed, variant, explained };
+        var cmd = new Command("demo", "Make data, train a teacher, distill students with GenRecal and the baselines, and compare them") { preset, output, seed, variant, explained };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var p = DemoPreset.ByName(r.GetValue(preset)!);
@@ -32,11 +32,7 @@ public static class DemoCommand
     public static DemoResult Run(DemoPreset preset, string outDir, int seed, string variant = GenRecalVariants.Default)
     {
         GenRecalVariants.Get(variant); // fail before any work on an unknown name
-        var runner = new DemoRunner(preset, outDir, seed, msg => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(msg)}"), variant)
-        {
-            // variants are compared against the same SFT student, which is deterministic for the seed
-            ReuseSft = variant != GenRecalVariants.Default,
-        };
+        var runner = new DemoRunner(preset, outDir, seed, msg => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(msg)}"), variant);
         var result = runner.Run(DistillCommand.Run);
         PairReportCommand.Print(result.Pair, []);
         EvalCommand.Print(result.Evaluations);

@@ -28,7 +28,13 @@ public static class SyntheticBenchmark
     public static readonly string[] Shapes = ["circle", "square", "triangle"];
     public const int ImageSize = 64;
 
-    public sealed record Options(int Train, int Val, int Test, int Seed, int MaxObjects = 5, int MaxBars = 4, int MaxValue = 9, bool ExplainedAnswers = false);
+    /// <param name="Transfer">size of a fourth split, "transfer": the distillation set, disjoint from the teacher's "train"</param>
+    /// <param name="Only">the families to draw (all when null), e.g. to leave out one no model can learn at a preset's size</param>
+    public sealed record Options(int Train, int Val, int Test, int Seed, int MaxObjects = 5, int MaxBars = 4, int MaxValue = 9, bool ExplainedAnswers = false,
+                                 int Transfer = 0, IReadOnlyList<string>? Only = null);
+
+    /// <summary>The split names in the order they are drawn (a later split never changes an earlier one).</summary>
+    public static readonly string[] Splits = ["train", "val", "test", "transfer"];
 
     public static void Generate(string outDir, Options o)
     {
@@ -36,13 +42,17 @@ public static class SyntheticBenchmark
         var rng = new Random(o.Seed);
         var seen = new HashSet<string>();
         int index = 0;
-        foreach (var (split, count) in new[] { ("train", o.Train), ("val", o.Val), ("test", o.Test) })
+        var families = o.Only?.ToArray() ?? Families;
+        foreach (var f in families)
+            if (!Families.Contains(f)) throw new ArgumentException($"unknown question family '{f}' (known: {string.Join(", ", Families)})");
+        foreach (var (split, count) in new[] { ("train", o.Train), ("val", o.Val), ("test", o.Test), ("transfer", o.Transfer) })
         {
+            if (split == "transfer" && count == 0) continue;
             var lines = new List<JsonObject>();
             int misses = 0;
             while (lines.Count < count)
             {
-                string family = Families[index % Families.Length];
+                string family = families[index % families.Length];
                 var (scene, question, answer, explained) = Make(family, rng, o);
                 if (!seen.Add(SceneKey(scene)))
                 {

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text.Json.Nodes;
+using GenRecal.Baselines;
 using GenRecal.Data;
 using GenRecal.Evaluation;
 using GenRecal.Models;
@@ -7,23 +9,26 @@ using GenRecal.Training;
 
 namespace GenRecal.Demo;
 
+/// <summary>One trained student of the demo: its row name, how it learnt, and where its run lives.</summary>
+public sealed record DemoArm(string Name, string Method, string Description, string RunDir, IReadOnlyList<string> MetricsFiles);
+
 /// <summary>What the demo measured.</summary>
 public sealed record DemoResult(DemoPreset Preset, int Seed, string Variant, string OutDir, PairReport Pair, List<EvaluationResult> Evaluations,
-                                Dictionary<string, double> Seconds, string GenRecalMetrics, IReadOnlyList<string> SftMetrics);
+                                Dictionary<string, double> Seconds, IReadOnlyList<DemoArm> Arms, int TeacherAnswered, int TeacherSilent);
 
 /// <summary>
-/// The end-to-end mission on one machine: make the benchmark; train (or reuse) a teacher VLM; create a smaller
-/// student with another tokenizer, width, depth and image-token count; train the SFT-only baseline and the
-/// GenRecal student from the same initial student with the same student optimizer steps, batch size and
-/// LR schedule, step for step (the baseline restarts its LR where GenRecal's stage 3 does); evaluate all four
-/// on the test split.
+/// The end-to-end benchmark on one machine, in the transfer-set regime large VLMs are distilled in: a teacher
+/// trained on its own large set T; a distillation set S drawn apart from T, with gold answers on a fraction only
+/// (the rest answered by the teacher); every student arm starts from the same initial student and gets the same
+/// student optimizer steps, batch size and LR schedule step for step (two cycles: GenRecal's stage 2, then its
+/// stage 3, where the LR restarts). Rows: teacher; sft (labelled part of S); seqkd, uld, genrecal, genrecal-paper
+/// (all of S, across tokenizers); sft-same-tokenizer and kd-same-tokenizer (a student identical but for using the
+/// teacher's tokenizer: what token-level distillation can give in this regime). All are scored on one test split.
 /// </summary>
 public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Action<string>? log = null, string variant = GenRecalVariants.Default)
 {
     readonly Dictionary<string, double> seconds = new();
-
-    /// <summary>Reuse an SFT student already in OUT (it is deterministic for the seed; set when comparing variants).</summary>
-    public bool ReuseSft { get; init; }
+    readonly List<DemoArm> arms = [];
 
     public DemoResult Run(Action<DistillationPlan>? train = null)
     {
@@ -31,12 +36,12 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var dataDir = Path.Combine(outDir, "data");
         Timed("data", () =>
         {
-            if (File.Exists(Path.Combine(dataDir, "test.jsonl"))) { log?.Invoke("reusing the benchmark in " + dataDir); return; }
-            log?.Invoke($"making the benchmark ({preset.Train}/{preset.Val}/{preset.Test})");
-            SyntheticBenchmark.Generate(dataDir, new SyntheticBenchmark.Options(preset.Train, preset.Val, preset.Test, seed, ExplainedAnswers: preset.ExplainedAnswers));
+            if (File.Exists(Path.Combine(dataDir, "transfer.jsonl"))) { log?.Invoke("reusing the benchmark in " + dataDir); return; }
+            log?.Invoke($"making the benchmark (teacher's set {preset.Train}, distillation set {preset.Transfer} of which {preset.Labelled} labelled, test {preset.Test})");
+            SyntheticBenchmark.Generate(dataDir, new SyntheticBenchmark.Options(preset.Train, preset.Val, preset.Test, seed,
+                ExplainedAnswers: preset.ExplainedAnswers, Transfer: preset.Transfer, Only: preset.Families));
         });
-        string trainPath = Path.Combine(dataDir, "train.jsonl");
-        var splits = new[] { "train", "val", "test" }.ToDictionary(s => s, s => LlavaDataset.LoadStrict(Path.Combine(dataDir, $"{s}.jsonl")));
+        var splits = SyntheticBenchmark.Splits.ToDictionary(s => s, s => LlavaDataset.LoadStrict(Path.Combine(dataDir, $"{s}.jsonl")));
         var corpus = splits.Values.SelectMany(examples => examples)
             .SelectMany(e => e.Turns.Select(t => t.Value.Replace("<image>", ""))).Concat(Enumerable.Range(0, 1000).Select(i => i.ToString())).ToList(); // every number the benchmark can ask about
 
@@ -44,60 +49,118 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         Timed("teacher", () =>
         {
             if (File.Exists(Path.Combine(teacherDir, "config.json"))) { log?.Invoke("reusing the teacher in " + teacherDir); return; }
-            var init = CreateModel(Path.Combine(outDir, "models", "teacher-init"), preset.TeacherTokenizer, ChatTemplate.ChatML, preset.TeacherText, preset.TeacherVision, corpus, seed + 1);
-            log?.Invoke($"training the teacher ({preset.TeacherSteps} steps)");
+            var init = CreateModel(Path.Combine(outDir, "models", "teacher-init"), ModelTokenizer.Build(preset.TeacherTokenizer, corpus, ChatTemplate.ChatML),
+                preset.TeacherText, preset.TeacherVision, seed + 1);
+            log?.Invoke($"training the teacher on its own set ({preset.TeacherSteps} steps)");
             Fresh(Path.Combine(outDir, "runs", "teacher"));
-            train(Plan(init, null, trainPath, Path.Combine(outDir, "runs", "teacher"), [Stage.Sft], new() { [3] = preset.TeacherSteps }));
+            train(Plan(init, null, Path.Combine(dataDir, "train.jsonl"), Path.Combine(outDir, "runs", "teacher"), [Stage.Sft], new() { [3] = preset.TeacherSteps }));
         });
-        var studentInit = CreateModel(Path.Combine(outDir, "models", "student-init"), preset.StudentTokenizer, ChatTemplate.Llama3, preset.StudentText, preset.StudentVision, corpus, seed + 2);
-        var train0 = splits["train"];
-        var pair = PairReport.Build(Pretrained.Load(teacherDir), Pretrained.Load(studentInit), train0, 160);
+        var teacher = Pretrained.Load(teacherDir);
+        var studentInit = CreateModel(Path.Combine(outDir, "models", "student-init"), ModelTokenizer.Build(preset.StudentTokenizer, corpus, ChatTemplate.Llama3),
+            preset.StudentText, preset.StudentVision, seed + 2);
+        // identical to the student (same seed, sizes) but for the tokenizer, which is the teacher's
+        var sameTokInit = CreateModel(Path.Combine(outDir, "models", "student-same-tokenizer-init"), teacher.Tokenizer, preset.StudentText, preset.StudentVision, seed + 2);
 
-        string sftRun = Path.Combine(outDir, "runs", "sft"), genRun = Path.Combine(outDir, "runs", variant == GenRecalVariants.Default ? "genrecal" : $"genrecal-{variant}");
-        // The baseline follows GenRecal's student schedule step for step: a cycle of stage 2's length, then one of stage 3's,
-        // each decaying LR from start to end. Measured: a single 2000-step cycle scored 1-3 points below this one on the
-        // full preset, which had been read as a gain of GenRecal.
-        string sftWarm = Path.Combine(sftRun, "cycle1");
-        Timed("sft", () =>
+        // S: gold answers on the labelled part; the teacher answers the rest (cached, shared with seqkd's targets)
+        var transfer = splits["transfer"];
+        var cachePath = Path.Combine(outDir, "cache", "teacher-answers.jsonl");
+        int silent = 0;
+        Timed("teacher-answers", () =>
         {
-            if (ReuseSft && File.Exists(Path.Combine(sftRun, "student", "config.json"))) { log?.Invoke("reusing the SFT student in " + sftRun); return; }
-            log?.Invoke($"training the SFT-only student ({preset.Stage2Steps} + {preset.Stage3Steps} steps)");
-            Fresh(sftRun);
-            train(Plan(studentInit, null, trainPath, sftWarm, [Stage.Sft], new() { [3] = preset.Stage2Steps }));
-            var second = Plan(Path.Combine(sftWarm, "student"), null, trainPath, sftRun, [Stage.Sft], new() { [3] = preset.Stage3Steps });
-            train(second with { Config = second.Config with { Seed = seed + 1 } }); // a new data order, as GenRecal's stage 3 gets
+            log?.Invoke($"the teacher answers the distillation set ({transfer.Count} questions, cached in {cachePath})");
+            var answers = new TeacherAnswers(teacher, cachePath, preset.Training(seed, []).TeacherAnswerTokens).For(transfer);
+            var labelledLines = File.ReadLines(Path.Combine(dataDir, "transfer.jsonl")).Take(preset.Labelled);
+            File.WriteAllLines(Path.Combine(dataDir, "labelled.jsonl"), labelledLines);
+            var completed = File.ReadLines(Path.Combine(dataDir, "transfer.jsonl")).Select((line, i) =>
+            {
+                if (i < preset.Labelled) return line;
+                if (string.IsNullOrWhiteSpace(answers[i])) { silent++; return null; } // the teacher said nothing: no target to learn
+                var o = JsonNode.Parse(line)!.AsObject();
+                o["conversations"]![1]!["value"] = answers[i];
+                o.Remove("answer"); // an unlabelled example: the gold answer is not known to the run
+                o["answer_source"] = "teacher";
+                return o.ToJsonString();
+            }).OfType<string>();
+            File.WriteAllLines(Path.Combine(dataDir, "completed.jsonl"), completed);
         });
-        Timed("genrecal", () =>
-        {
-            log?.Invoke($"training the GenRecal student (stages {preset.Stage1Steps}/{preset.Stage2Steps}/{preset.Stage3Steps} steps)");
-            Fresh(genRun);
-            var plan = Plan(studentInit, teacherDir, trainPath, genRun, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
-                new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps });
-            train(plan with { Config = GenRecalVariants.Get(variant)(plan.Config) });
-        });
+        string labelled = Path.Combine(dataDir, "labelled.jsonl"), completedPath = Path.Combine(dataDir, "completed.jsonl"), transferPath = Path.Combine(dataDir, "transfer.jsonl");
+
+        Arm("sft", "sft", "SFT on the labelled part of S", studentInit, labelled, train);
+        Arm("seqkd", "seqkd", "sequence-level KD: the teacher's greedy answers to all of S, re-encoded by the student", studentInit, transferPath, train, teacherDir, cachePath);
+        Arm("uld", "uld", "ULD (sorted-probability L1, λ = 1.5) + CE on S, gold where labelled, the teacher's answers elsewhere", studentInit, completedPath, train, teacherDir);
+        GenRecalArm(variant == GenRecalVariants.Default ? "genrecal" : $"genrecal-{variant}", variant, studentInit, teacherDir, completedPath, train);
+        if (variant == GenRecalVariants.Default) GenRecalArm("genrecal-paper", "paper", studentInit, teacherDir, completedPath, train);
+        Arm("sft-same-tokenizer", "sft", "SFT on the labelled part of S; the teacher's tokenizer", sameTokInit, labelled, train);
+        Arm("kd-same-tokenizer", "kd", "token-level KD (forward KL, T = 1) + CE on S; the teacher's tokenizer", sameTokInit, completedPath, train, teacherDir);
 
         var test = splits["test"];
         var evaluations = new List<EvaluationResult>();
         Timed("evaluation", () =>
         {
-            foreach (var (name, dir) in new[] { ("teacher", teacherDir), ("student-init", studentInit), ("sft", Path.Combine(sftRun, "student")), ("genrecal", Path.Combine(genRun, "student")) })
+            foreach (var (name, dir) in arms.Select(a => (a.Name, Path.Combine(a.RunDir, "student"))).Prepend(("teacher", teacherDir)))
             {
                 log?.Invoke($"evaluating {name}");
                 evaluations.Add(Evaluator.Run(Pretrained.Load(dir), test, maxNewTokens: preset.ExplainedAnswers ? 48 : 16) with { Model = name });
             }
         });
-        return new DemoResult(preset, seed, variant, outDir, pair, evaluations, seconds, Path.Combine(genRun, "metrics.jsonl"),
-                              [Path.Combine(sftWarm, "metrics.jsonl"), Path.Combine(sftRun, "metrics.jsonl")]);
+        var pair = PairReport.Build(teacher, Pretrained.Load(studentInit), splits["transfer"], 256);
+        return new DemoResult(preset, seed, variant, outDir, pair, evaluations, seconds, arms, transfer.Count - preset.Labelled - silent, silent);
     }
 
-    DistillationPlan Plan(string student, string? teacher, string data, string run, Stage[] stages, Dictionary<int, int> steps) => new()
+    /// <summary>A single-stage method over two LR cycles: stage 2's length, then stage 3's with a new data order.</summary>
+    void Arm(string name, string method, string description, string init, string data, Action<DistillationPlan> train, string? teacher = null, string? cache = null)
     {
-        StudentDir = student, TeacherDir = teacher, DataPath = data, OutDir = run, Stages = stages, Config = preset.Training(seed, steps),
+        var run = Path.Combine(outDir, "runs", name);
+        var cycle1 = Path.Combine(run, "cycle1");
+        var arm = new DemoArm(name, method, description, run, [Path.Combine(cycle1, "metrics.jsonl"), Path.Combine(run, "metrics.jsonl")]);
+        arms.Add(arm);
+        TimedArm(arm, data, () =>
+        {
+            var first = Plan(init, teacher, data, cycle1, [Stage.Sft], new() { [3] = preset.Stage2Steps }, method) with { TeacherAnswerCache = cache };
+            train(first);
+            var second = Plan(Path.Combine(cycle1, "student"), teacher, data, run, [Stage.Sft], new() { [3] = preset.Stage3Steps }, method) with { TeacherAnswerCache = cache };
+            train(second with { Config = second.Config with { Seed = seed + 1 } }); // a new data order, as GenRecal's stage 3 gets
+        });
+    }
+
+    void GenRecalArm(string name, string variantName, string init, string teacher, string data, Action<DistillationPlan> train)
+    {
+        var run = Path.Combine(outDir, "runs", name);
+        var arm = new DemoArm(name, "genrecal", $"GenRecal stages {preset.Stage1Steps}/{preset.Stage2Steps}/{preset.Stage3Steps} on S: " + GenRecalVariants.All[variantName].Description,
+                              run, [Path.Combine(run, "metrics.jsonl")]);
+        arms.Add(arm);
+        TimedArm(arm, data + "#" + variantName, () =>
+        {
+            var plan = Plan(init, teacher, data, run, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
+                new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps }, "genrecal");
+            train(plan with { Config = GenRecalVariants.Get(variantName)(plan.Config) });
+        });
+    }
+
+    /// <summary>Trains an arm unless OUT holds its student from an identical earlier run (same preset, seed, method,
+    /// data): every arm is deterministic for these, so a rerun (another variant, an interrupted demo) reuses it.</summary>
+    void TimedArm(DemoArm arm, string data, Action trainArm)
+    {
+        var stamp = new JsonObject { ["preset"] = preset.Name, ["seed"] = seed, ["method"] = arm.Method, ["data"] = data, ["description"] = arm.Description }.ToJsonString();
+        var stampPath = Path.Combine(arm.RunDir, "arm.json");
+        if (File.Exists(Path.Combine(arm.RunDir, "student", "config.json")) && File.Exists(stampPath) && File.ReadAllText(stampPath) == stamp)
+        {
+            log?.Invoke($"reusing {arm.Name} in {arm.RunDir}");
+            return;
+        }
+        log?.Invoke($"training {arm.Name}: {arm.Description}");
+        Fresh(arm.RunDir);
+        Timed(arm.Name, trainArm);
+        Tensors.AtomicFile.WriteAllText(stampPath, stamp);
+    }
+
+    DistillationPlan Plan(string student, string? teacher, string data, string run, Stage[] stages, Dictionary<int, int> steps, string method = "sft") => new()
+    {
+        StudentDir = student, TeacherDir = teacher, DataPath = data, OutDir = run, Stages = stages, Config = preset.Training(seed, steps) with { Method = method },
     };
 
-    static string CreateModel(string dir, string encoding, ChatTemplate template, LanguageModelConfig text, VisionConfig vision, IEnumerable<string> corpus, int seed)
+    static string CreateModel(string dir, ModelTokenizer tok, LanguageModelConfig text, VisionConfig vision, int seed)
     {
-        var tok = ModelTokenizer.BuildCompact(encoding, corpus, template);
         var config = new ModelConfig(text with { VocabSize = tok.VocabSize }, vision, tok.ImageTokenId);
         TorchSharp.torch.manual_seed(seed);
         using var model = Pretrained.Create(config);

@@ -101,28 +101,43 @@ public class CliTests
         var (code, _, err) = Run("demo", "--preset", "miniature", "--out", output, "--seed", "1");
         Assert.True(code == 0, err);
         var report = File.ReadAllText(Path.Combine(output, "report.md"));
-        foreach (var model in new[] { "teacher", "student-init", "sft", "genrecal" })
+        string[] rows = ["teacher", "sft", "seqkd", "uld", "genrecal", "genrecal-paper", "sft-same-tokenizer", "kd-same-tokenizer"];
+        int families = GenRecal.Demo.DemoPreset.Miniature.Families.Count;
+        foreach (var model in rows)
         {
             var row = report.Split('\n').Single(l => l.StartsWith($"| {model} |"));
-            Assert.Equal(SyntheticBenchmarkFamilies + 4, row.Split('|').Length); // "", model, accuracy, families..., ""
+            Assert.Equal(families + 6, row.Split('|').Length); // "", model, accuracy, reference, Δ, families..., ""
             Assert.DoesNotContain("| - |", row);
         }
-        Assert.True(new FileInfo(Path.Combine(output, "losses.png")).Length > 1000);
-        Assert.True(new FileInfo(Path.Combine(output, "accuracy.png")).Length > 1000);
-        // the baseline's student optimizer steps and their learning rates are GenRecal's stage 2 then stage 3, step for step
+        var results = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "results.json")))!.AsObject();
+        Assert.Equal(rows, results["evaluations"]!.AsArray().Select(e => e!["model"]!.GetValue<string>()));
+        foreach (var e in results["evaluations"]!.AsArray())
+        {
+            double acc = e!["accuracy"]!.GetValue<double>();
+            Assert.InRange(acc, 0, 1);
+            Assert.Equal(GenRecal.Demo.DemoPreset.Miniature.Test, e["items"]!.AsArray().Count); // every question's prediction, for paired comparisons
+        }
+        Assert.Contains(results["differences"]!.AsArray(), d => d!["a"]!.GetValue<string>() == "kd-same-tokenizer" && d["b"]!.GetValue<string>() == "sft-same-tokenizer");
+        foreach (var png in new[] { "losses.png", "accuracy.png", "families.png" })
+            Assert.True(new FileInfo(Path.Combine(output, png)).Length > 1000, png);
+        // every student arm's optimizer steps and their learning rates are GenRecal's stage 2 then stage 3, step for step
         static double[] Lr(params string[] files) => files.SelectMany(File.ReadAllLines)
             .Select(l => JsonNode.Parse(l)!.AsObject()).Where(o => o["stage_name"]!.GetValue<string>() != "Alignment")
             .Select(o => o["lr"]!.GetValue<double>()).ToArray();
         var genrecalLr = Lr(Path.Combine(output, "runs", "genrecal", "metrics.jsonl"));
         Assert.Equal(GenRecal.Demo.DemoPreset.Miniature.StudentSteps, genrecalLr.Length);
-        Assert.Equal(genrecalLr, Lr(Path.Combine(output, "runs", "sft", "cycle1", "metrics.jsonl"), Path.Combine(output, "runs", "sft", "metrics.jsonl")));
-        // a second run reuses the data and teacher
+        foreach (var arm in new[] { "sft", "seqkd", "uld", "sft-same-tokenizer", "kd-same-tokenizer" })
+            Assert.Equal(genrecalLr, Lr(Path.Combine(output, "runs", arm, "cycle1", "metrics.jsonl"), Path.Combine(output, "runs", arm, "metrics.jsonl")));
+        // SFT learns from the labelled part only; the distillers from all of S, the teacher answering the rest
+        var preset = GenRecal.Demo.DemoPreset.Miniature;
+        Assert.Equal(preset.Labelled, File.ReadAllLines(Path.Combine(output, "data", "labelled.jsonl")).Length);
+        Assert.True(File.ReadAllLines(Path.Combine(output, "data", "completed.jsonl")).Length > preset.Labelled);
+        // a second run reuses the data, the teacher, its answers and every arm
         var (code2, out2, _) = Run("demo", "--preset", "miniature", "--out", output, "--seed", "1");
         Assert.Equal(0, code2);
         Assert.Contains("reusing the teacher", out2);
+        Assert.Contains("reusing kd-same-tokenizer", out2);
     }
-
-    static int SyntheticBenchmarkFamilies => GenRecal.Data.SyntheticBenchmark.Families.Length;
 }
 
 /// <summary>A real process killed with SIGKILL in the middle of writing a checkpoint.</summary>
