@@ -29,8 +29,7 @@ public sealed class LogitDistillationLossStep(CausalLanguageModel teacher, Causa
             teacherLogits = teacher.Head(AnswerRows.Gather(zl, tPaired));                        // [N, Vt]
         }
         var zs = GenRecalLossStep.Hidden(student, studentBatch);                                 // [B, Ts, Ds]
-        var studentAll = student.Head(AnswerRows.Gather(zs, sRows.Flat));                        // [Ns, Vs]
-        var ce = DistillationLosses.CrossEntropy(studentAll, AnswerRows.Targets(studentBatch, sRows.Flat));
+        var ce = GenRecalLossStep.StudentCrossEntropy(student, zs, studentBatch);
         var studentPaired = student.Head(AnswerRows.Gather(zs, sPaired));                        // [N, Vs]
         var all = ones(tPaired.Length, ScalarType.Bool);
         var w = config.LossWeights;

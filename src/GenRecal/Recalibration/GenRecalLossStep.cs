@@ -95,7 +95,7 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         }
         if (stage == Stage.Distillation)
         {
-            terms["ce_student"] = DistillationLosses.NextTokenCrossEntropy(student.Head(zs), studentBatch.Labels);
+            terms["ce_student"] = StudentCrossEntropy(student, zs, studentBatch);
             loss = loss + terms["ce_student"] * w.CeStudent;
         }
         terms["loss"] = loss;
@@ -103,11 +103,24 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         return terms;
     }
 
+    /// <summary>
+    /// The student's next-token CE over its trained tokens, with the LM head run on the rows that predict them only
+    /// (the question's rows would be computed and then ignored: most of the head's cost at short answers).
+    /// Equal to <see cref="DistillationLosses.NextTokenCrossEntropy"/> on the full logits.
+    /// </summary>
+    public static Tensor StudentCrossEntropy(CausalLanguageModel student, Tensor hidden, ModelBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        var rows = Baselines.AnswerRows.Of(batch).Flat;
+        var logits = student.Head(Baselines.AnswerRows.Gather(hidden, rows));                      // [N, V]
+        return DistillationLosses.CrossEntropy(logits, Baselines.AnswerRows.Targets(batch, rows)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Stage 3 and the SFT baseline: the student's own next-token loss.</summary>
     public static Dictionary<string, Tensor> StudentOnly(CausalLanguageModel student, ModelBatch batch)
     {
         using var scope = NewDisposeScope();
-        var ce = DistillationLosses.NextTokenCrossEntropy(student.Head(Hidden(student, batch)), batch.Labels);
+        var ce = StudentCrossEntropy(student, Hidden(student, batch), batch);
         return new Dictionary<string, Tensor> { ["ce_student"] = ce.alias().MoveToOuterDisposeScope(), ["loss"] = ce.MoveToOuterDisposeScope() };
     }
 }

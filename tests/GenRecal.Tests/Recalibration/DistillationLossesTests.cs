@@ -98,4 +98,16 @@ public class DistillationLossesTests
         var expected = DistillationLosses.CrossEntropy(logits[0, ..2], tensor(new long[] { 3, 7 }));
         Assert.Equal(expected.item<float>(), DistillationLosses.NextTokenCrossEntropy(logits, labels).item<float>(), 6);
     }
+
+    [Fact]
+    public void Student_ce_on_answer_rows_only_equals_next_token_ce_on_the_full_logits()
+    {
+        var root = TestSupport.TempDir();
+        var student = GenRecal.Models.Pretrained.Load(GenRecal.Tests.Training.TinyPair.Student(root));
+        var examples = GenRecal.Data.LlavaDataset.LoadStrict(GenRecal.Tests.Training.TinyPair.WriteData(root));
+        using var batch = new GenRecal.Data.Collator(student.Model, student.Tokenizer, 64).Collate(examples);
+        var hidden = GenRecalLossStep.Hidden(student.Model, batch);
+        var full = DistillationLosses.NextTokenCrossEntropy(student.Model.Head(hidden), batch.Labels);
+        Assert.Equal(full.item<float>(), GenRecalLossStep.StudentCrossEntropy(student.Model, hidden, batch).item<float>(), 5);
+    }
 }
