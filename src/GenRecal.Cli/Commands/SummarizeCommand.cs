@@ -1,16 +1,20 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using GenRecal.Evaluation;
 
 namespace GenRecal.Cli.Commands;
 
-/// <summary>genrecal summarize: mean and spread of demo results (results*.json) over seeds, as a markdown table.</summary>
+/// <summary>
+/// genrecal summarize: demo results (results*.json) over seeds, as markdown: each model's mean accuracy and spread,
+/// and the paired differences of the demo's comparisons pooled over every seed's test questions.
+/// </summary>
 public static class SummarizeCommand
 {
     public static Command Create()
     {
         var runs = new Argument<string[]>("runs") { Description = "demo output directories (one per seed)", Arity = ArgumentArity.OneOrMore };
-        var cmd = new Command("summarize", "Average demo results over seeds (markdown)") { runs };
+        var cmd = new Command("summarize", "Average demo results over seeds, with pooled paired differences (markdown)") { runs };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             Console.Write(Summarize(r.GetValue(runs)!));
@@ -21,41 +25,59 @@ public static class SummarizeCommand
 
     public static string Summarize(IEnumerable<string> dirs)
     {
-        // (variant, model) -> accuracy per seed
-        var table = new SortedDictionary<string, List<double>>(StringComparer.Ordinal);
-        var seeds = new SortedSet<int>();
+        // model (with its variant where it is a GenRecal variant) -> evaluation per seed
+        var table = new SortedDictionary<string, SortedDictionary<int, EvaluationResult>>(StringComparer.Ordinal);
         foreach (var dir in dirs)
         {
             var files = Directory.Exists(dir) ? Directory.GetFiles(dir, "results*.json") : [];
             if (files.Length == 0) throw new FileNotFoundException($"{dir}: no results*.json (run genrecal demo there first)");
-            bool sharedCounted = false;
             foreach (var file in files.Order(StringComparer.Ordinal))
             {
                 var j = JsonNode.Parse(File.ReadAllText(file))!.AsObject();
-                var variant = j["variant"]!.GetValue<string>();
-                seeds.Add(j["seed"]!.GetValue<int>());
-                foreach (var e in j["evaluations"]!.AsArray())
+                var variant = j["variant"]?.GetValue<string>() ?? Demo.GenRecalVariants.Default;
+                int seed = j["seed"]!.GetValue<int>();
+                foreach (var node in j["evaluations"]!.AsArray())
                 {
-                    var model = e!["model"]!.GetValue<string>();
-                    // teacher, initial and SFT students are shared by every variant of a seed: count them once
-                    if (model != "genrecal" && sharedCounted) continue;
-                    var key = model == "genrecal" ? $"genrecal ({variant})" : model;
-                    if (!table.TryGetValue(key, out var list)) table[key] = list = [];
-                    list.Add(e["accuracy"]!.GetValue<double>() * 100);
+                    var e = EvaluationResult.FromJson(node!.AsObject());
+                    // rows other than the genrecal row are shared by every variant of a seed: counted once
+                    var key = e.Model == "genrecal" && variant != Demo.GenRecalVariants.Default ? $"genrecal ({variant})" : e.Model;
+                    if (!table.TryGetValue(key, out var perSeed)) table[key] = perSeed = new();
+                    perSeed.TryAdd(seed, e);
                 }
-                sharedCounted = true;
             }
         }
         var inv = CultureInfo.InvariantCulture;
+        var seeds = table.Values.SelectMany(v => v.Keys).Distinct().Order().ToList();
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"| model | mean accuracy | sd | per seed ({string.Join(", ", seeds)}) |");
-        sb.AppendLine("|---|---:|---:|---|");
-        foreach (var (key, values) in table)
+        sb.AppendLine($"| model | mean accuracy | sd over seeds | per seed ({string.Join(", ", seeds)}) | questions |");
+        sb.AppendLine("|---|---:|---:|---|---:|");
+        foreach (var (key, perSeed) in table)
         {
+            var values = perSeed.Values.Select(e => 100 * e.Accuracy).ToList();
             double mean = values.Average();
             double sd = values.Count > 1 ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1)) : 0;
-            sb.AppendLine($"| {key} | {mean.ToString("F1", inv)} | {sd.ToString("F1", inv)} | {string.Join(", ", values.Select(v => v.ToString("F1", inv)))} |");
+            sb.AppendLine($"| {key} | {mean.ToString("F1", inv)} | {sd.ToString("F1", inv)} | {string.Join(", ", values.Select(v => v.ToString("F1", inv)))} | {perSeed.Values.Sum(e => e.Total)} |");
+        }
+        var comparisons = DemoReport.Comparisons(table.Keys).Where(c => table[c.A].Values.Any(e => e.Items.Count > 0)).ToList();
+        if (comparisons.Count == 0) return sb.ToString();
+        sb.AppendLine();
+        sb.AppendLine("Paired differences, pooled over the seeds both rows share (each seed's questions paired with themselves; 95 % paired-bootstrap interval):");
+        sb.AppendLine();
+        sb.AppendLine("| comparison | Δ (points) | 95 % CI | seeds | distinguishable from 0 |");
+        sb.AppendLine("|---|---:|---|---:|---|");
+        foreach (var (a, b) in comparisons)
+        {
+            var shared = table[a].Keys.Intersect(table[b].Keys).ToList();
+            var d = Statistics.PairedBootstrap(Pool(table[a], shared, a), Pool(table[b], shared, b));
+            sb.AppendLine($"| {a} − {b} | {(100 * d.Difference).ToString("+0.0;−0.0;0.0", inv)} | [{(100 * d.Low).ToString("+0.0;−0.0;0.0", inv)}, {(100 * d.High).ToString("+0.0;−0.0;0.0", inv)}] | {shared.Count} | {(d.ExcludesZero ? "yes" : "no")} |");
         }
         return sb.ToString();
+    }
+
+    /// <summary>One evaluation holding every seed's questions, ids prefixed by the seed so they pair only within it.</summary>
+    static EvaluationResult Pool(SortedDictionary<int, EvaluationResult> perSeed, List<int> seeds, string model)
+    {
+        var items = seeds.SelectMany(s => perSeed[s].Items.Select(i => i with { Id = $"{s}/{i.Id}" })).ToList();
+        return new EvaluationResult(model, items.Count(i => i.Correct), items.Count, []) { Items = items };
     }
 }

@@ -10,7 +10,7 @@ public enum AnswerSource
     /// <summary>z_al, the teacher's last-layer answer features (the paper).</summary>
     TeacherHidden,
     /// <summary>The teacher's answer input embeddings: z_al is withheld, so the answer must be
-    /// predicted from the student's question features (GENRECAL.md, "known weak point").</summary>
+    /// predicted from the student's question features (docs/METHOD.md, "The project's default").</summary>
     TeacherEmbeddings,
 }
 

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace GenRecal.Training;
 
 /// <summary>
-/// Which tensors train in which stage (GENRECAL.md, "Stages"). Freezing is explicit: every parameter of the
+/// Which tensors train in which stage (docs/METHOD.md, "Losses and stages"). Freezing is explicit: every parameter of the
 /// teacher, student and Recalibrator gets requires_grad set for the stage, and only the trainable ones reach
 /// the optimizer.
 /// </summary>
@@ -31,7 +31,7 @@ public static class ParameterGroups
         return trainable;
     }
 
-    /// <summary>Student components trained in a stage (GENRECAL.md's stage table; the vision encoder only on request).</summary>
+    /// <summary>Student components trained in a stage (docs/METHOD.md's stages; the vision encoder only on request).</summary>
     public static HashSet<ModelComponent> StudentComponents(Stage stage, TrainingConfig config)
     {
         HashSet<ModelComponent> set = stage switch

@@ -176,23 +176,28 @@ public class CheckpointKillTests
 public class SummarizeTests
 {
     [Fact]
-    public void Shared_arms_count_once_per_seed_and_variants_separately()
+    public void Summarize_averages_over_seeds_and_pools_paired_differences_over_every_seeds_questions()
     {
         var root = TestSupport.TempDir();
-        void Write(string dir, string file, int seed, string variant, double teacher, double genrecal)
+        // per seed: 10 questions; sft right on the first k, genrecal on the first m (so genrecal − sft = (m − k)/10 on each)
+        JsonObject Eval(string model, int right) => new GenRecal.Evaluation.EvaluationResult(model, right, 10, [])
+        {
+            Items = Enumerable.Range(0, 10).Select(i => new GenRecal.Evaluation.EvaluatedItem($"test-{i}", "f", "", i < right)).ToList(),
+        }.ToJson();
+        void Write(string dir, string file, int seed, string variant, params JsonObject[] evals)
         {
             Directory.CreateDirectory(dir);
-            File.WriteAllText(Path.Combine(dir, file), $$"""
-                {"seed": {{seed}}, "variant": "{{variant}}", "evaluations": [
-                  {"model": "teacher", "accuracy": {{teacher}}}, {"model": "genrecal", "accuracy": {{genrecal}}}]}
-                """);
+            File.WriteAllText(Path.Combine(dir, file), new JsonObject { ["seed"] = seed, ["variant"] = variant, ["evaluations"] = new JsonArray(evals) }.ToJsonString());
         }
-        Write(Path.Combine(root, "s0"), "results.json", 0, "paper", 0.8, 0.5);
-        Write(Path.Combine(root, "s0"), "results-embeddings.json", 0, "embeddings", 0.8, 0.6);
-        Write(Path.Combine(root, "s1"), "results.json", 1, "paper", 0.6, 0.3);
+        Write(Path.Combine(root, "s0"), "results.json", 0, "embeddings", Eval("teacher", 8), Eval("sft", 4), Eval("genrecal", 6));
+        Write(Path.Combine(root, "s0"), "results-paper.json", 0, "paper", Eval("teacher", 8), Eval("sft", 4), Eval("genrecal", 5));
+        Write(Path.Combine(root, "s1"), "results.json", 1, "embeddings", Eval("teacher", 6), Eval("sft", 3), Eval("genrecal", 3));
         var md = GenRecal.Cli.Commands.SummarizeCommand.Summarize([Path.Combine(root, "s0"), Path.Combine(root, "s1")]);
-        Assert.Contains("| teacher | 70.0 | 14.1 | 80.0, 60.0 |", md);
-        Assert.Contains("| genrecal (paper) | 40.0 | 14.1 | 50.0, 30.0 |", md);
-        Assert.Contains("| genrecal (embeddings) | 60.0 | 0.0 | 60.0 |", md);
+        Assert.Contains("| teacher | 70.0 | 14.1 | 80.0, 60.0 | 20 |", md);
+        Assert.Contains("| genrecal | 45.0 | 21.2 | 60.0, 30.0 | 20 |", md);
+        Assert.Contains("| genrecal (paper) | 50.0 | 0.0 | 50.0 | 10 |", md);
+        // pooled: genrecal right where sft is on every question, plus 2 more of 20 → +10.0, the two discordant questions only
+        Assert.Contains("| genrecal − sft | +10.0 |", md);
+        Assert.Contains("| genrecal (paper) − sft | +10.0 |", md);
     }
 }
