@@ -12,11 +12,22 @@ public static class Program
         {
             Out = new Spectre.Console.AnsiConsoleOutput(Console.Out),
         });
-        return BuildRoot().Parse(args).Invoke();
+        var parsed = BuildRoot().Parse(args);
+        if (parsed.GetValue(Threads) is { } threads)
+        {
+            if (threads < 1) { Console.Error.WriteLine($"error: --threads must be at least 1, found {threads}"); return ExitCodes.InputError; }
+            // LibTorch's intra-op pool; with every core busy, another process on the machine stalls every matmul
+            TorchSharp.torch.set_num_threads(threads);
+        }
+        return parsed.Invoke();
     }
+
+    /// <summary>Threads for LibTorch's intra-op work; default: LibTorch's own (the machine's cores).</summary>
+    public static readonly Option<int?> Threads = new("--threads") { Description = "CPU threads for tensor work (default: the cores)", Recursive = true };
 
     public static RootCommand BuildRoot() => new("genrecal: distill a large vision-language model into a small one across tokenizers")
     {
+        Threads,
         GenerateCommand.Create(),
         InspectCommand.Create(),
         DistillCommand.Create(),

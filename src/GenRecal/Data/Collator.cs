@@ -6,18 +6,30 @@ namespace GenRecal.Data;
 
 /// <summary>
 /// Turns examples into one model's batch: that model's tokenizer, chat template, image size and number of
-/// image tokens. Teacher and student each get their own collator, so neither sees the other's ids.
+/// image tokens. Teacher and student each get their own collator, so neither sees the other's ids. Each example
+/// is tokenized and each image decoded once per collator (epochs revisit them); Dispose frees the images.
 /// </summary>
-public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer, int maxLength)
+public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer, int maxLength) : IDisposable
 {
     readonly Dictionary<string, Tensor> imageCache = new();
+    readonly Dictionary<ConversationExample, EncodedChat> encodedCache = new(ReferenceEqualityComparer.Instance);
     VisionLanguageModel? Vlm => model as VisionLanguageModel;
     public ModelTokenizer Tokenizer => tokenizer;
     public int MaxLength => maxLength;
 
-    public EncodedChat Encode(ConversationExample ex) =>
-        ChatEncoder.EncodeConversation(tokenizer, ex.Turns, ex.ImagePath is null ? 0 : Vlm?.NumImageTokens
+    public EncodedChat Encode(ConversationExample ex)
+    {
+        if (encodedCache.TryGetValue(ex, out var e)) return e;
+        return encodedCache[ex] = ChatEncoder.EncodeConversation(tokenizer, ex.Turns, ex.ImagePath is null ? 0 : Vlm?.NumImageTokens
             ?? throw new ArgumentException($"example '{ex.Id}' has an image but the model has no vision encoder"));
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in imageCache.Values) t.Dispose();
+        imageCache.Clear();
+        encodedCache.Clear();
+    }
 
     public ModelBatch Collate(IReadOnlyList<ConversationExample> examples)
     {

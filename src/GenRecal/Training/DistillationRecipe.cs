@@ -151,8 +151,8 @@ public sealed class DistillationRecipe
         }
         var lossStep = stage.UsesTeacher() ? new GenRecalLossStep(teacher!.Model, student.Model, recalibrator!, config) : null;
         var logitStep = stage == Stage.Sft && method.ScoresWithTeacher() ? new LogitDistillationLossStep(teacher!.Model, student.Model, method, config) : null;
-        var studentCollator = new Collator(student.Model, student.Tokenizer, config.MaxLength);
-        var teacherCollator = lossStep is null && logitStep is null ? null : new Collator(teacher!.Model, teacher.Tokenizer, config.MaxLength);
+        using var studentCollator = new Collator(student.Model, student.Tokenizer, config.MaxLength);
+        using var teacherCollator = lossStep is null && logitStep is null ? null : new Collator(teacher!.Model, teacher.Tokenizer, config.MaxLength);
         int perStep = config.BatchSize * config.GradAccumulation;
         var clock = Stopwatch.StartNew();
         for (int step = startStep; step < total; step++)
