@@ -20,11 +20,26 @@ internal sealed class ConfigJson(JsonObject json, string file)
         {
             throw new InvalidDataException($"{path}: not valid JSON ({e.Message})");
         }
+        catch (ArgumentException e)
+        {
+            // JsonObject refuses a repeated key with ArgumentException, which names neither file nor key
+            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})");
+        }
     }
 
-    public ConfigJson? Section(string key) => json[key] is JsonObject o ? new ConfigJson(o, $"{file} [{key}]") : null;
+    /// <summary>A nested object, or null when the key is absent; any other value is an error, not "absent".</summary>
+    public ConfigJson? Section(string key) => json[key] switch
+    {
+        null => null,
+        JsonObject o => new ConfigJson(o, $"{file} [{key}]"),
+        var other => throw Invalid(key, $"should be an object, found {other.ToJsonString()}"),
+    };
 
-    public T Required<T>(string key) => Optional<T>(key) ?? throw new InvalidDataException($"{file}: missing required key '{key}'");
+    // json[key] is tested directly: for a value type T, Optional<T> returns default(T) (0) when the key is
+    // missing, and `?? throw` on it never fires, so a missing key would surface as "must be positive, found 0".
+    public T Required<T>(string key) => json[key] is null
+        ? throw new InvalidDataException($"{file}: missing required key '{key}'")
+        : Optional<T>(key)!;
 
     public T? Optional<T>(string key)
     {
@@ -42,8 +57,13 @@ internal sealed class ConfigJson(JsonObject json, string file)
 
     public T Optional<T>(string key, T fallback) where T : struct => json[key] is null ? fallback : Required<T>(key);
 
-    public double[] DoubleArray(string key, double[] fallback) =>
-        json[key] is JsonArray a ? a.Select(n => n!.GetValue<double>()).ToArray() : fallback;
+    public double[] DoubleArray(string key, double[] fallback) => json[key] switch
+    {
+        null => fallback,
+        JsonArray a => a.Select(n => n is JsonValue v && v.TryGetValue<double>(out var d) ? d
+            : throw Invalid(key, $"should be an array of numbers, found {a.ToJsonString()}")).ToArray(),
+        var other => throw Invalid(key, $"should be an array of numbers, found {other.ToJsonString()}"),
+    };
 
     public InvalidDataException Invalid(string key, string problem) => new($"{file}: key '{key}' {problem}");
 }

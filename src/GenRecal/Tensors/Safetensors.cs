@@ -66,6 +66,12 @@ public static class Safetensors
         {
             throw Corrupt(path, $"header is not valid JSON ({e.Message})");
         }
+        catch (ArgumentException e)
+        {
+            // JsonObject refuses a repeated key with ArgumentException ("An item with the same key ..."); the spec
+            // forbids duplicate tensor names, and which copy a reader keeps would be arbitrary
+            throw Corrupt(path, $"header has a duplicate key ({e.Message})");
+        }
 
         long dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - dataStart;
@@ -75,8 +81,10 @@ public static class Safetensors
         {
             if (name == "__metadata__")
             {
-                if (node is JsonObject meta)
-                    foreach (var (k, v) in meta) metadata[k] = v?.GetValue<string>() ?? "";
+                if (node is not JsonObject meta) throw Corrupt(path, $"__metadata__ must be an object of strings, found {node?.ToJsonString() ?? "null"}");
+                foreach (var (k, v) in meta)
+                    metadata[k] = v is JsonValue sv && sv.TryGetValue<string>(out var text) ? text
+                        : throw Corrupt(path, $"__metadata__ value '{k}' must be a string, found {v?.ToJsonString() ?? "null"}");
                 continue;
             }
             entries.Add(ParseEntry(path, name, node, dataLength));
@@ -94,19 +102,37 @@ public static class Safetensors
     static SafetensorsEntry ParseEntry(string path, string name, JsonNode? node, long dataLength)
     {
         if (node is not JsonObject obj) throw Corrupt(path, $"entry '{name}' is not an object");
-        string dtype = obj["dtype"]?.GetValue<string>() ?? throw Corrupt(path, $"entry '{name}' has no dtype");
+        string dtype = obj["dtype"] is JsonValue dv && dv.TryGetValue<string>(out var d) ? d
+            : throw Corrupt(path, $"entry '{name}' needs dtype as a string, found {obj["dtype"]?.ToJsonString() ?? "none"}");
         if (!DTypes.TryGetValue(dtype, out var info)) throw Corrupt(path, $"entry '{name}' has unsupported dtype '{dtype}' (supported: {string.Join(", ", DTypes.Keys)})");
-        var shape = (obj["shape"] as JsonArray ?? throw Corrupt(path, $"entry '{name}' has no shape")).Select(n => n!.GetValue<long>()).ToArray();
-        if (shape.Any(d => d < 0)) throw Corrupt(path, $"entry '{name}' has a negative dimension");
-        var offsets = obj["data_offsets"] as JsonArray;
-        if (offsets is null || offsets.Count != 2) throw Corrupt(path, $"entry '{name}' needs data_offsets [begin, end]");
-        long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
+        var shape = Integers(path, name, "shape", obj["shape"], null);
+        if (shape.Any(x => x < 0)) throw Corrupt(path, $"entry '{name}' has a negative dimension");
+        var offsets = Integers(path, name, "data_offsets", obj["data_offsets"], 2);
+        long begin = offsets[0], end = offsets[1];
         if (begin < 0 || end < begin) throw Corrupt(path, $"entry '{name}' has invalid data_offsets [{begin}, {end}]");
         if (end > dataLength) throw Corrupt(path, $"entry '{name}' data_offsets end {end} is beyond the data region ({dataLength} bytes); the file is truncated");
-        long expected = shape.Aggregate(1L, (a, b) => a * b) * info.Size;
+        long expected;
+        try
+        {
+            expected = checked(shape.Aggregate(1L, (a, b) => a * b) * info.Size);
+        }
+        catch (OverflowException)
+        {
+            throw Corrupt(path, $"entry '{name}' shape [{string.Join(", ", shape)}] is too large");
+        }
         if (end - begin != expected)
             throw Corrupt(path, $"entry '{name}' holds {end - begin} bytes but dtype {dtype} shape [{string.Join(", ", shape)}] needs {expected}");
         return new SafetensorsEntry(name, dtype, shape, begin, end);
+    }
+
+    /// <summary>An array of integers (of <paramref name="count"/> items when given), or a Corrupt error naming the key.</summary>
+    static long[] Integers(string path, string name, string key, JsonNode? node, int? count)
+    {
+        string Found() => node?.ToJsonString() ?? "none";
+        if (node is not JsonArray a || (count is { } n && a.Count != n))
+            throw Corrupt(path, $"entry '{name}' needs {key} as {(count is null ? "an array of integers" : $"[{string.Join(", ", Enumerable.Repeat("integer", count.Value))}]")}, found {Found()}");
+        return a.Select(x => x is JsonValue v && v.TryGetValue<long>(out var l) ? l
+            : throw Corrupt(path, $"entry '{name}' needs {key} of integers, found {Found()}")).ToArray();
     }
 
     /// <summary>Loads every tensor of the file (CPU, the file's dtypes).</summary>
