@@ -30,7 +30,8 @@ public static class CliErrors
     }
 
     static bool IsUserError(Exception e) =>
-        e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException or FormatException;
+        e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException or FormatException
+            or UnauthorizedAccessException;
 
     public static void Markup(string text) => AnsiConsole.MarkupLine(text);
 }

@@ -12,7 +12,10 @@ public static class Program
         {
             Out = new Spectre.Console.AnsiConsoleOutput(Console.Out),
         });
-        return BuildRoot().Parse(args).Invoke();
+        var parsed = BuildRoot().Parse(args);
+        int code = parsed.Invoke();
+        // System.CommandLine prints parse errors and returns 1; a bad argument is bad input like any other
+        return parsed.Errors.Count > 0 ? ExitCodes.InputError : code;
     }
 
     public static RootCommand BuildRoot() => new("genrecal: distill a large vision-language model into a small one across tokenizers")
