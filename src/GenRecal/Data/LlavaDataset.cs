@@ -45,7 +45,7 @@ public static class LlavaDataset
                 }
                 examples.Add(ex);
             }
-            // ArgumentException: a key repeated in the line's object, or an image path with characters no path may hold
+            // ArgumentException: an image path with characters no path may hold
             catch (Exception e) when (e is JsonException or InvalidDataException or InvalidOperationException or FormatException or ArgumentException)
             {
                 problems.Add(new DataProblem(path, lineNo, e is JsonException ? $"not valid JSON ({e.Message})" : e.Message));
@@ -124,7 +124,7 @@ public static class LlavaDataset
 
     static ConversationExample Parse(string line, string dir, int lineNo)
     {
-        var obj = JsonNode.Parse(line) as JsonObject ?? throw new InvalidDataException("line is not a JSON object");
+        var obj = JsonNode.Parse(line, documentOptions: Models.ConfigJson.Strict) as JsonObject ?? throw new InvalidDataException("line is not a JSON object");
         string id = obj["id"]?.ToString() ?? throw new InvalidDataException("missing 'id'");
         var convs = obj["conversations"] as JsonArray ?? throw new InvalidDataException("missing 'conversations' array");
         var turns = new List<ChatTurn>();

@@ -8,21 +8,20 @@ internal sealed class ConfigJson(JsonObject json, string file)
     public JsonObject Json => json;
     public string File => file;
 
+    /// <summary>A repeated key is an error at parse time (JsonObject would otherwise throw an ArgumentException naming
+    /// no file on first access, or one copy would silently win).</summary>
+    public static readonly System.Text.Json.JsonDocumentOptions Strict = new() { AllowDuplicateProperties = false };
+
     public static ConfigJson Parse(string path)
     {
         if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
         try
         {
-            return new ConfigJson(JsonNode.Parse(System.IO.File.ReadAllText(path)) as JsonObject
+            return new ConfigJson(JsonNode.Parse(System.IO.File.ReadAllText(path), documentOptions: Strict) as JsonObject
                 ?? throw new InvalidDataException($"{path}: expected a JSON object"), path);
         }
         catch (System.Text.Json.JsonException e)
         {
-            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})");
-        }
-        catch (ArgumentException e)
-        {
-            // JsonObject refuses a repeated key with ArgumentException, which names neither file nor key
             throw new InvalidDataException($"{path}: not valid JSON ({e.Message})");
         }
     }

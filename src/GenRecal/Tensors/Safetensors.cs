@@ -60,17 +60,14 @@ public static class Safetensors
         JsonObject header;
         try
         {
-            header = JsonNode.Parse(headerBytes) as JsonObject ?? throw Corrupt(path, "header is not a JSON object");
+            // duplicate keys are refused at parse time: the spec forbids duplicate tensor names, and which copy a
+            // reader would keep is arbitrary
+            header = JsonNode.Parse(headerBytes, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw Corrupt(path, "header is not a JSON object");
         }
         catch (JsonException e)
         {
             throw Corrupt(path, $"header is not valid JSON ({e.Message})");
-        }
-        catch (ArgumentException e)
-        {
-            // JsonObject refuses a repeated key with ArgumentException ("An item with the same key ..."); the spec
-            // forbids duplicate tensor names, and which copy a reader keeps would be arbitrary
-            throw Corrupt(path, $"header has a duplicate key ({e.Message})");
         }
 
         long dataStart = 8 + (long)headerLength;
