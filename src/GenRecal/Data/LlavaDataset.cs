@@ -130,7 +130,7 @@ public static class LlavaDataset
         var turns = new List<ChatTurn>();
         foreach (var c in convs)
         {
-            if (c is not JsonObject turn) throw new InvalidDataException($"a turn is not an object: {c?.ToJsonString() ?? "null"}");
+            if (c is not JsonObject turn) throw new InvalidDataException($"a turn is not an object: {Models.ConfigJson.Show(c)}");
             string from = turn["from"]?.GetValue<string>() ?? throw new InvalidDataException("a turn has no 'from'");
             string value = turn["value"]?.GetValue<string>() ?? throw new InvalidDataException("a turn has no 'value'");
             if (value.Length > MaxTurnChars) throw new InvalidDataException($"turn {turns.Count + 1} has {value.Length} characters; the limit is {MaxTurnChars}");

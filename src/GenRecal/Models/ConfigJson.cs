@@ -31,7 +31,7 @@ internal sealed class ConfigJson(JsonObject json, string file)
     {
         null => null,
         JsonObject o => new ConfigJson(o, $"{file} [{key}]"),
-        var other => throw Invalid(key, $"should be an object, found {other.ToJsonString()}"),
+        var other => throw Invalid(key, $"should be an object, found {Show(other)}"),
     };
 
     // json[key] is tested directly: for a value type T, Optional<T> returns default(T) (0) when the key is
@@ -50,7 +50,7 @@ internal sealed class ConfigJson(JsonObject json, string file)
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException)
         {
-            throw new InvalidDataException($"{file}: key '{key}' should be {typeof(T).Name}, found {node.ToJsonString()}");
+            throw new InvalidDataException($"{file}: key '{key}' should be {typeof(T).Name}, found {Show(node)}");
         }
     }
 
@@ -60,9 +60,25 @@ internal sealed class ConfigJson(JsonObject json, string file)
     {
         null => fallback,
         JsonArray a => a.Select(n => n is JsonValue v && v.TryGetValue<double>(out var d) ? d
-            : throw Invalid(key, $"should be an array of numbers, found {a.ToJsonString()}")).ToArray(),
-        var other => throw Invalid(key, $"should be an array of numbers, found {other.ToJsonString()}"),
+            : throw Invalid(key, $"should be an array of numbers, found {Show(a)}")).ToArray(),
+        var other => throw Invalid(key, $"should be an array of numbers, found {Show(other)}"),
     };
+
+    /// <summary>A value as JSON for an error message. A string holding half a surrogate pair cannot be written back
+    /// (ToJsonString throws), so it is described instead; long values are cut.</summary>
+    internal static string Show(JsonNode? node)
+    {
+        if (node is null) return "null";
+        try
+        {
+            var text = node.ToJsonString();
+            return text.Length > 200 ? text[..200] + "..." : text;
+        }
+        catch (InvalidOperationException)
+        {
+            return "(text that is not valid Unicode)";
+        }
+    }
 
     public InvalidDataException Invalid(string key, string problem) => new($"{file}: key '{key}' {problem}");
 }

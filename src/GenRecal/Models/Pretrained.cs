@@ -79,7 +79,7 @@ public static class Pretrained
         {
             var map = ConfigJson.Parse(index).Json["weight_map"] as JsonObject ?? throw new InvalidDataException($"{index}: missing 'weight_map' object");
             var shards = map.Select(kv => kv.Value is JsonValue v && v.TryGetValue<string>(out var f) && f.Length > 0 && Path.GetFileName(f) == f ? f
-                : throw new InvalidDataException($"{index}: weight_map['{kv.Key}'] must be a file name in {dir}, found {kv.Value?.ToJsonString() ?? "null"}")).ToList();
+                : throw new InvalidDataException($"{index}: weight_map['{kv.Key}'] must be a file name in {dir}, found {ConfigJson.Show(kv.Value)}")).ToList();
             foreach (var shard in shards.Distinct())
             {
                 var shardPath = Path.Combine(dir, shard);

@@ -74,17 +74,14 @@ public static class Safetensors
         long dataLength = fileLength - dataStart;
         var metadata = new Dictionary<string, string>();
         var entries = new List<SafetensorsEntry>();
-        foreach (var (name, node) in header)
+        try
         {
-            if (name == "__metadata__")
-            {
-                if (node is not JsonObject meta) throw Corrupt(path, $"__metadata__ must be an object of strings, found {node?.ToJsonString() ?? "null"}");
-                foreach (var (k, v) in meta)
-                    metadata[k] = v is JsonValue sv && sv.TryGetValue<string>(out var text) ? text
-                        : throw Corrupt(path, $"__metadata__ value '{k}' must be a string, found {v?.ToJsonString() ?? "null"}");
-                continue;
-            }
-            entries.Add(ParseEntry(path, name, node, dataLength));
+            ReadEntries(path, header, dataLength, metadata, entries);
+        }
+        catch (InvalidOperationException e)
+        {
+            // System.Text.Json refuses to read a string holding half a surrogate pair (valid JSON escapes, invalid text)
+            throw Corrupt(path, $"header holds invalid text ({e.Message})");
         }
 
         // Offsets must tile the data region without overlap (the spec forbids holes too, but HF's writer
@@ -96,11 +93,27 @@ public static class Safetensors
         return (entries, metadata, dataStart);
     }
 
+    static void ReadEntries(string path, JsonObject header, long dataLength, Dictionary<string, string> metadata, List<SafetensorsEntry> entries)
+    {
+        foreach (var (name, node) in header)
+        {
+            if (name == "__metadata__")
+            {
+                if (node is not JsonObject meta) throw Corrupt(path, $"__metadata__ must be an object of strings, found {Models.ConfigJson.Show(node)}");
+                foreach (var (k, v) in meta)
+                    metadata[k] = v is JsonValue sv && sv.TryGetValue<string>(out var text) ? text
+                        : throw Corrupt(path, $"__metadata__ value '{k}' must be a string, found {Models.ConfigJson.Show(v)}");
+                continue;
+            }
+            entries.Add(ParseEntry(path, name, node, dataLength));
+        }
+    }
+
     static SafetensorsEntry ParseEntry(string path, string name, JsonNode? node, long dataLength)
     {
         if (node is not JsonObject obj) throw Corrupt(path, $"entry '{name}' is not an object");
         string dtype = obj["dtype"] is JsonValue dv && dv.TryGetValue<string>(out var d) ? d
-            : throw Corrupt(path, $"entry '{name}' needs dtype as a string, found {obj["dtype"]?.ToJsonString() ?? "none"}");
+            : throw Corrupt(path, $"entry '{name}' needs dtype as a string, found {Models.ConfigJson.Show(obj["dtype"])}");
         if (!DTypes.TryGetValue(dtype, out var info)) throw Corrupt(path, $"entry '{name}' has unsupported dtype '{dtype}' (supported: {string.Join(", ", DTypes.Keys)})");
         var shape = Integers(path, name, "shape", obj["shape"], null);
         if (shape.Any(x => x < 0)) throw Corrupt(path, $"entry '{name}' has a negative dimension");
@@ -125,7 +138,7 @@ public static class Safetensors
     /// <summary>An array of integers (of <paramref name="count"/> items when given), or a Corrupt error naming the key.</summary>
     static long[] Integers(string path, string name, string key, JsonNode? node, int? count)
     {
-        string Found() => node?.ToJsonString() ?? "none";
+        string Found() => Models.ConfigJson.Show(node);
         if (node is not JsonArray a || (count is { } n && a.Count != n))
             throw Corrupt(path, $"entry '{name}' needs {key} as {(count is null ? "an array of integers" : $"[{string.Join(", ", Enumerable.Repeat("integer", count.Value))}]")}, found {Found()}");
         return a.Select(x => x is JsonValue v && v.TryGetValue<long>(out var l) ? l

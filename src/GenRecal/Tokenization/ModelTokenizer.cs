@@ -252,7 +252,7 @@ public sealed partial class ModelTokenizer
         var template = ChatTemplate.FromJson(config["chat_template"] as JsonObject);
         var specials = (config["special_tokens"] as JsonObject ?? throw new InvalidDataException($"{configPath}: missing key 'special_tokens'"))
             .ToDictionary(kv => kv.Key, kv => kv.Value is JsonValue v && v.TryGetValue<int>(out var id) ? id
-                : throw new InvalidDataException($"{configPath}: special_tokens['{kv.Key}'] must be an integer id, found {kv.Value?.ToJsonString() ?? "null"}"));
+                : throw new InvalidDataException($"{configPath}: special_tokens['{kv.Key}'] must be an integer id, found {Models.ConfigJson.Show(kv.Value)}"));
         ModelTokenizer plain = baseName == HfTokenizerFileName
             ? FromHfTokenizerJson(hfPath, template)
             : new ModelTokenizer(baseName, CreateTiktoken(baseName, configPath), 0, null, specials, template, null);
@@ -302,13 +302,13 @@ public sealed partial class ModelTokenizer
         var vocabById = new Dictionary<int, string>();
         foreach (var (token, idNode) in vocab)
             if (idNode is JsonValue v && v.TryGetValue<int>(out var id)) vocabById.TryAdd(id, token);
-            else throw new InvalidDataException($"{path}: model.vocab['{token}'] must be an integer id, found {idNode?.ToJsonString() ?? "null"}");
+            else throw new InvalidDataException($"{path}: model.vocab['{token}'] must be an integer id, found {Models.ConfigJson.Show(idNode)}");
         var merges = model["merges"] as JsonArray ?? throw new InvalidDataException($"{path}: missing 'model.merges'");
         var mergeLines = merges.Select(m => m switch
         {
             JsonArray pair when pair.Count == 2 => $"{pair[0]!.GetValue<string>()} {pair[1]!.GetValue<string>()}",
             JsonValue v => v.GetValue<string>(),
-            _ => throw new InvalidDataException($"{path}: a merge must be \"a b\" or [\"a\", \"b\"], found {m?.ToJsonString()}"),
+            _ => throw new InvalidDataException($"{path}: a merge must be \"a b\" or [\"a\", \"b\"], found {Models.ConfigJson.Show(m)}"),
         });
         // Byte-level BPE with the GPT-2 pre-tokenization regex, as HF's ByteLevel(use_regex=true) does.
         var bpe = BpeTokenizer.Create(new BpeOptions(vocab.Select(kv => new KeyValuePair<string, int>(kv.Key, kv.Value!.GetValue<int>())))
@@ -323,7 +323,7 @@ public sealed partial class ModelTokenizer
             {
                 string? content = a?["content"] is JsonValue c && c.TryGetValue<string>(out var cs) ? cs : null;
                 int? id = a?["id"] is JsonValue i && i.TryGetValue<int>(out var iv) ? iv : null;
-                if (content is null || id is null) throw new InvalidDataException($"{path}: an added token needs a string 'content' and an integer 'id', found {a?.ToJsonString() ?? "null"}");
+                if (content is null || id is null) throw new InvalidDataException($"{path}: an added token needs a string 'content' and an integer 'id', found {Models.ConfigJson.Show(a)}");
                 // HF lists some vocabulary entries as added tokens too (GPT-2's <|endoftext|>); an id that the vocabulary
                 // gives to other text, or that another added token has, would make two texts one id
                 if (vocabById.TryGetValue(id.Value, out var inVocab) && inVocab != content)

@@ -43,8 +43,8 @@ public static class RunRecord
             var data = Parse(runPath)["data"] as JsonObject ?? throw new InvalidDataException($"{runPath}: missing 'data'");
             var current = DataJson(dataPath);
             foreach (var key in new[] { "size", "sha256" })
-                if (data[key]?.ToJsonString() != current[key]!.ToJsonString())
-                    changes.Add($"data {key} was {data[key]?.ToJsonString() ?? "(absent)"} in {runPath}, is {current[key]!.ToJsonString()} now ({dataPath})");
+                if (Models.ConfigJson.Show(data[key]) != current[key]!.ToJsonString())
+                    changes.Add($"data {key} was {Models.ConfigJson.Show(data[key])} in {runPath}, is {current[key]!.ToJsonString()} now ({dataPath})");
             if (changes.Count == 0 && data["path"]?.GetValue<string>() is { } oldPath && oldPath != current["path"]!.GetValue<string>())
                 warnings.Add($"the data file moved from {oldPath} to {current["path"]} (same content)");
         }
@@ -70,7 +70,7 @@ public static class RunRecord
         void Walk(JsonNode? n, string prefix)
         {
             if (n is JsonObject o) foreach (var (k, v) in o) Walk(v, prefix.Length == 0 ? k : $"{prefix}.{k}");
-            else result[prefix] = n?.ToJsonString() ?? "null";
+            else result[prefix] = Models.ConfigJson.Show(n);
         }
         Walk(node, "");
         return result;
