@@ -18,8 +18,6 @@ public static class LlavaDataset
     public const int MaxLineBytes = 1 << 20;
     /// <summary>Longest turn (characters); far beyond any max_length in tokens, short enough to tokenize at once.</summary>
     public const int MaxTurnChars = 32_768;
-    /// <summary>Largest image (pixels) decoded: a tiny PNG can declare a huge size and exhaust memory.</summary>
-    public const long MaxImagePixels = 8192L * 8192;
     /// <summary>LLaVA's image placeholder in the data's text.</summary>
     public const string ImageTag = "<image>";
 
@@ -40,7 +38,7 @@ public static class LlavaDataset
                 var ex = Parse(line, dir, lineNo);
                 if (ex.ImagePath is { } img && checkImages)
                 {
-                    if (!checkedImages.TryGetValue(img, out var err)) checkedImages[img] = err = CheckImage(img);
+                    if (!checkedImages.TryGetValue(img, out var err)) checkedImages[img] = err = ImagePreprocessor.Problem(img);
                     if (err is not null) { problems.Add(new DataProblem(path, lineNo, err)); continue; }
                 }
                 examples.Add(ex);
@@ -156,20 +154,6 @@ public static class LlavaDataset
         int n = 0;
         for (int i = text.IndexOf(tag, StringComparison.Ordinal); i >= 0; i = text.IndexOf(tag, i + tag.Length, StringComparison.Ordinal)) n++;
         return n;
-    }
-
-    /// <summary>Decodes the whole image: a truncated PNG has a valid header, so opening it is not enough.</summary>
-    static string? CheckImage(string path)
-    {
-        if (!File.Exists(path)) return $"image not found: {path}";
-        using var codec = SkiaSharp.SKCodec.Create(path);
-        if (codec is null) return $"image is not a decodable PNG or JPEG: {path}";
-        var info = codec.Info;
-        if (info.Width <= 0 || info.Height <= 0 || (long)info.Width * info.Height > MaxImagePixels)
-            return $"image is {info.Width}x{info.Height} pixels; the limit is {MaxImagePixels} pixels: {path}";
-        using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(info.Width, info.Height, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Premul));
-        var result = codec.GetPixels(bitmap.Info, bitmap.GetPixels());
-        return result == SkiaSharp.SKCodecResult.Success ? null : $"image is truncated or corrupt ({result}): {path}";
     }
 
     public static void Write(string path, IEnumerable<JsonObject> lines) =>

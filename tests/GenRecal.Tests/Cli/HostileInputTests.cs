@@ -156,6 +156,8 @@ public class HostileInputTests
         File.WriteAllText(file, "x");
         AssertInputError(Run("distill", "--student", model, "--data", data, "--out", file, "--stages", "sft"), file, "existing file");
         AssertInputError(Run("make-data", "--out", file, "--train", "1"), file, "existing file");
+        AssertInputError(Run("distill", "--student", model, "--data", data, "--out", Path.Combine(file, "out"), "--stages", "sft"), Path.Combine(file, "out"), "cannot create the output folder");
+        AssertInputError(Run("eval", "--model", model, "--data", data, "--out", Path.Combine(file, "result.json")), file, "is a file");
         Assert.Equal("x", File.ReadAllText(file));
         var config = Path.Combine(root, "train.json");
         File.WriteAllText(config, """{"lr_strat": 0.1}""");
