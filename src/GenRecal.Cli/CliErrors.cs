@@ -29,8 +29,10 @@ public static class CliErrors
         }
     }
 
-    static bool IsUserError(Exception e) =>
-        e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException or FormatException;
+    /// <summary>Whether an exception is bad input (exit 2) rather than a bug (exit 70).</summary>
+    public static bool IsUserError(Exception e) =>
+        e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException or FormatException
+            or UnauthorizedAccessException;
 
     public static void Markup(string text) => AnsiConsole.MarkupLine(text);
 }

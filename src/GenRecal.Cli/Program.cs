@@ -19,7 +19,9 @@ public static class Program
             // LibTorch's intra-op pool; with every core busy, another process on the machine stalls every matmul
             TorchSharp.torch.set_num_threads(threads);
         }
-        return parsed.Invoke();
+        int code = parsed.Invoke();
+        // System.CommandLine prints parse errors and returns 1; a bad argument is bad input like any other
+        return parsed.Errors.Count > 0 ? ExitCodes.InputError : code;
     }
 
     /// <summary>Threads for LibTorch's intra-op work; default: LibTorch's own (the machine's cores).</summary>

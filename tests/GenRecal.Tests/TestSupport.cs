@@ -28,6 +28,21 @@ internal static class TestSupport
         return dir;
     }
 
+    /// <summary>Starts the genrecal command as a real child process (for signals, kills and locks between processes).</summary>
+    public static System.Diagnostics.Process StartCli(Dictionary<string, string> environment, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "GenRecal.Cli.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
+        return System.Diagnostics.Process.Start(psi)!;
+    }
+
+    /// <summary>Every file under <paramref name="dir"/> with its bytes, to show a refused run changed nothing.</summary>
+    public static Dictionary<string, byte[]> FilesUnder(string dir) => !Directory.Exists(dir) ? [] :
+        Directory.GetFiles(dir, "*", SearchOption.AllDirectories).Where(f => Path.GetFileName(f) != ".lock")
+            .ToDictionary(f => Path.GetRelativePath(dir, f), File.ReadAllBytes);
+
     /// <summary>Flattens a nested JSON number array and its shape.</summary>
     public static (float[] Values, long[] Shape) Flatten(JsonNode node)
     {

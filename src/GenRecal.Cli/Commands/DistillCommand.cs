@@ -63,11 +63,35 @@ public static class DistillCommand
         _ => throw new ArgumentException($"--stages: unknown stage '{s}' (use 1, 2, 3 or sft)"),
     }).ToList();
 
-    /// <summary>Runs a plan with a progress bar on an interactive terminal, plain lines otherwise.</summary>
+    /// <summary>Runs a plan with a progress bar on an interactive terminal, plain lines otherwise. Ctrl-C stops it
+    /// between steps (exit 3), so the checkpoint on disk is whole; a second Ctrl-C ends the process at once.</summary>
     public static void Run(DistillationPlan plan)
     {
-        var recipe = new DistillationRecipe(plan);
+        using var recipe = new DistillationRecipe(plan);
         foreach (var w in recipe.Warnings) Console.Error.WriteLine($"warning: {w}");
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = !interrupt.IsCancellationRequested;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            Train(recipe, interrupt.Token);
+        }
+        catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+        {
+            throw new TrainingStoppedException($"interrupted; {recipe.CheckpointNote()}");
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    static void Train(DistillationRecipe recipe, CancellationToken cancel)
+    {
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {
             int lastPrinted = 0;
@@ -78,7 +102,7 @@ public static class DistillCommand
                     lastPrinted = p.Step == p.TotalSteps ? 0 : p.Step;
                     Console.WriteLine($"{p.Stage.Name()} step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.Lr:E2} ({p.Elapsed.TotalSeconds:F0}s)");
                 }
-            }));
+            }), cancel);
             return;
         }
         InlineProgressDisplay.Run(AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()),
@@ -91,7 +115,7 @@ public static class DistillCommand
                     task.Value = p.Step;
                     task.Description = $"{p.Stage.Name()} loss {p.Loss:F3}";
                     refresh();
-                }));
+                }), cancel);
             });
     }
 }

@@ -18,13 +18,16 @@ public static class EvalCommand
         var cmd = new Command("eval", "Evaluate a model on a question-answering file") { model, data, output };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
+            // --out is checked first: a bad path found after evaluating would throw the result away
+            if (r.GetValue(output) is { } outPath) CheckOutputFile(outPath);
             var examples = LlavaDataset.LoadStrict(r.GetValue(data)!);
             var pm = Pretrained.Load(r.GetValue(model)!);
+            PromptLimits.CheckAll(pm, examples, MaxNewTokens, r.GetValue(data)!);
             EvaluationResult result = null!;
             InlineProgressDisplay.Run(AnsiConsole.Progress().AutoClear(true), (ctx, refresh) =>
             {
                 var task = ctx.AddTask("evaluating", maxValue: examples.Count);
-                result = Evaluator.Run(pm, examples, progress: new InlineProgress<int>(n => { task.Value = n; refresh(); }));
+                result = Evaluator.Run(pm, examples, MaxNewTokens, progress: new InlineProgress<int>(n => { task.Value = n; refresh(); }));
             });
             Print([result]);
             var json = result.ToJson().ToJsonString(new() { WriteIndented = true });
@@ -33,6 +36,28 @@ public static class EvalCommand
             return ExitCodes.Success;
         }));
         return cmd;
+    }
+
+    /// <summary>Tokens generated per answer (the evaluator's default, named here so the length check uses the same).</summary>
+    const int MaxNewTokens = 16;
+
+    /// <summary>A file we can create or replace: not a folder, in a folder that exists and is writable.</summary>
+    public static void CheckOutputFile(string path)
+    {
+        if (Directory.Exists(path)) throw new ArgumentException($"{path}: --out is a directory; give a file name");
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (File.Exists(dir)) throw new ArgumentException($"{path}: --out's folder {dir} is a file");
+        try
+        {
+            Directory.CreateDirectory(dir);
+            var probe = Path.Combine(dir, $".genrecal-write-test-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"{path}: cannot write --out there ({e.Message})");
+        }
     }
 
     public static void Print(IReadOnlyList<EvaluationResult> results)

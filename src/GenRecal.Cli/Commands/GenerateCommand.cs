@@ -33,7 +33,10 @@ public static class GenerateCommand
     static int Run(string modelDir, string prompt, string? imagePath, GenerationOptions options, bool raw, bool asJson)
     {
         if (options.MaxNewTokens < 1) throw new ArgumentException("--max-new-tokens must be at least 1");
-        if (options.TopP is <= 0 or > 1) throw new ArgumentException("--top-p must be in (0, 1]");
+        // written as !(in range) so NaN, which fails every comparison, is refused too
+        if (!(options.TopP > 0 && options.TopP <= 1)) throw new ArgumentException($"--top-p must be in (0, 1], found {options.TopP}");
+        if (!(options.Temperature >= 0) || double.IsInfinity(options.Temperature)) throw new ArgumentException($"--temperature must be 0 (greedy) or a positive finite number, found {options.Temperature}");
+        if (prompt.Length > LlavaDataset.MaxTurnChars) throw new ArgumentException($"--prompt has {prompt.Length} characters; the limit is {LlavaDataset.MaxTurnChars}");
         var pm = Pretrained.Load(modelDir);
         var tok = pm.Tokenizer;
         Tensor? pixels = null;
@@ -49,6 +52,7 @@ public static class GenerateCommand
             throw new ArgumentException($"the prompt contains {tok.Template.ImagePlaceholder} but no --image was given");
         var ids = raw ? tok.Encode(prompt) : ChatEncoder.EncodePrompt(tok, prompt, imageTokens);
         if (raw && imageTokens > 0) throw new ArgumentException("--raw cannot be combined with --image");
+        PromptLimits.Check(pm, ids.Length, options.MaxNewTokens, "--prompt");
         var stop = raw ? new[] { tok.PadId } : new[] { tok.EndOfTurnId, tok.PadId };
         var output = TextGenerator.Generate(pm.Model, ids, options with { StopTokens = stop }, pixels);
         var text = tok.Decode(output, skipSpecial: true);

@@ -31,6 +31,17 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
         encodedCache.Clear();
     }
 
+    /// <summary>Why this model cannot train on <paramref name="ex"/>, or null; checked for every line before step 1 so a
+    /// bad line is reported at the start, not at the batch that holds it.</summary>
+    public string? Problem(ConversationExample ex)
+    {
+        if (ex.ImagePath is not null && Vlm is null) return "has an image but the model has no vision encoder";
+        var e = Encode(ex);
+        return e.FirstAnswerStart >= maxLength ? CutOff(e) : null;
+    }
+
+    string CutOff(EncodedChat e) => $"the answer is cut off by the maximum length {maxLength} ({e.Ids.Length} tokens)";
+
     public ModelBatch Collate(IReadOnlyList<ConversationExample> examples)
     {
         var encoded = examples.Select(Encode).ToList();
@@ -44,7 +55,7 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
         {
             var e = encoded[i];
             if (e.FirstAnswerStart >= lengths[i])
-                throw new InvalidDataException($"example '{examples[i].Id}' (line {examples[i].LineNumber}): the answer is cut off by the maximum length {maxLength} ({e.Ids.Length} tokens)");
+                throw new InvalidDataException($"example '{examples[i].Id}' (line {examples[i].LineNumber}): {CutOff(e)}");
             for (int j = 0; j < lengths[i]; j++)
             {
                 ids[i * t + j] = e.Ids[j];

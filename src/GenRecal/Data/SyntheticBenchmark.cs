@@ -18,7 +18,7 @@ public sealed record Scene(string Kind, List<SceneObject> Objects, Dictionary<st
 /// drawn once from one stream and assigned to exactly one split, and duplicate scenes are skipped).
 /// Difficulty (object count, bar count, value range) is tunable.
 /// </summary>
-public static class SyntheticBenchmark
+public static partial class SyntheticBenchmark
 {
     public static readonly string[] Families = ["attribute", "counting", "spatial", "text", "chart", "reasoning"];
     public static readonly Dictionary<string, SKColor> Colours = new()
@@ -38,7 +38,12 @@ public static class SyntheticBenchmark
 
     public static void Generate(string outDir, Options o)
     {
-        Directory.CreateDirectory(Path.Combine(outDir, "images"));
+        if (File.Exists(outDir)) throw new ArgumentException($"{outDir}: --out is an existing file; it must be a folder");
+        var images = Path.Combine(outDir, "images");
+        if (File.Exists(images)) throw new ArgumentException($"{images}: is a file; make-data writes its images into this folder");
+        Directory.CreateDirectory(images);
+        // a smaller benchmark written over a bigger one would leave the old images beside the new lines
+        foreach (var stale in Directory.GetFiles(images, "*.png").Where(f => OwnImageName().IsMatch(Path.GetFileName(f)))) File.Delete(stale);
         var rng = new Random(o.Seed);
         var seen = new HashSet<string>();
         int index = 0;
@@ -79,6 +84,10 @@ public static class SyntheticBenchmark
             LlavaDataset.Write(Path.Combine(outDir, $"{split}.jsonl"), lines);
         }
     }
+
+    /// <summary>The image names Generate writes (train-00000.png ...): the only files it deletes.</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(train|val|test)-\d{5}\.png$")]
+    private static partial System.Text.RegularExpressions.Regex OwnImageName();
 
     static (Scene, string, string, string) Make(string family, Random rng, Options o)
     {

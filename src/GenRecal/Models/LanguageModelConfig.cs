@@ -61,6 +61,9 @@ public sealed record LanguageModelConfig
         Positive("num_key_value_heads", NumKeyValueHeads); Positive("head_dim", HeadDim);
         if (NumAttentionHeads % NumKeyValueHeads != 0)
             throw new InvalidDataException($"{file}: num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({NumKeyValueHeads})");
+        Positive("max_position_embeddings", MaxPositionEmbeddings);
+        if (!double.IsFinite(RmsNormEps) || RmsNormEps <= 0) throw new InvalidDataException($"{file}: key 'rms_norm_eps' must be positive, found {RmsNormEps}");
+        if (!double.IsFinite(RopeTheta) || RopeTheta <= 0) throw new InvalidDataException($"{file}: key 'rope_theta' must be positive, found {RopeTheta}");
         if (HeadDim % 2 != 0) throw new InvalidDataException($"{file}: head_dim ({HeadDim}) must be even for rotary embeddings");
     }
 

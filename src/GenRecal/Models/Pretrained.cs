@@ -58,10 +58,10 @@ public static class Pretrained
     /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>.</summary>
     public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName)
     {
-        var tensors = ReadWeightFiles(dir, weightsFile);
+        var (tensors, files) = ReadWeightFiles(dir, weightsFile);
         try
         {
-            Assign(model, tensors, dir);
+            Assign(model, tensors, files, dir);
         }
         finally
         {
@@ -69,30 +69,47 @@ public static class Pretrained
         }
     }
 
-    static Dictionary<string, Tensor> ReadWeightFiles(string dir, string weightsFile)
+    /// <summary>The tensors and, for each, the file it came from (so an error can name it).</summary>
+    static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Files) ReadWeightFiles(string dir, string weightsFile)
     {
         string single = Path.Combine(dir, weightsFile), index = Path.Combine(dir, IndexFileName);
+        var result = new Dictionary<string, Tensor>();
+        var files = new Dictionary<string, string>();
         if (File.Exists(index))
         {
-            var json = JsonNode.Parse(File.ReadAllText(index)) as JsonObject;
-            var map = json?["weight_map"] as JsonObject ?? throw new InvalidDataException($"{index}: missing 'weight_map'");
-            var result = new Dictionary<string, Tensor>();
-            foreach (var shard in map.Select(kv => kv.Value!.GetValue<string>()).Distinct())
+            var map = ConfigJson.Parse(index).Json["weight_map"] as JsonObject ?? throw new InvalidDataException($"{index}: missing 'weight_map' object");
+            var shards = map.Select(kv => kv.Value is JsonValue v && v.TryGetValue<string>(out var f) && f.Length > 0 && Path.GetFileName(f) == f ? f
+                : throw new InvalidDataException($"{index}: weight_map['{kv.Key}'] must be a file name in {dir}, found {ConfigJson.Show(kv.Value)}")).ToList();
+            foreach (var shard in shards.Distinct())
             {
-                foreach (var (name, t) in Safetensors.Load(Path.Combine(dir, shard)))
+                var shardPath = Path.Combine(dir, shard);
+                foreach (var (name, t) in Safetensors.Load(shardPath))
                 {
-                    if (map[name]?.GetValue<string>() != shard)
+                    if (map[name] is not JsonValue listed || listed.GetValue<string>() != shard)
                         throw new InvalidDataException($"{index}: tensor '{name}' is in {shard} but the index does not list it there");
                     result[name] = t;
+                    files[name] = shardPath;
                 }
             }
-            return result;
+            return (result, files);
         }
-        if (File.Exists(single)) return Safetensors.Load(single);
-        throw new FileNotFoundException($"{dir}: no weights: expected {weightsFile} or {IndexFileName}");
+        if (!File.Exists(single)) throw new FileNotFoundException($"{dir}: no weights: expected {weightsFile} or {IndexFileName}");
+        foreach (var (name, t) in Safetensors.Load(single))
+        {
+            result[name] = t;
+            files[name] = single;
+        }
+        return (result, files);
     }
 
-    static void Assign(nn.Module model, Dictionary<string, Tensor> tensors, string dir)
+    static bool AllFinite(Tensor t)
+    {
+        using var finite = t.isfinite();
+        using var all = finite.all();
+        return all.item<bool>();
+    }
+
+    static void Assign(nn.Module model, Dictionary<string, Tensor> tensors, Dictionary<string, string> files, string dir)
     {
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var missing = parameters.Keys.Where(k => !tensors.ContainsKey(k)).ToList();
@@ -108,6 +125,9 @@ public static class Pretrained
                 problems.Add($"'{name}' has shape [{string.Join(", ", t.shape)}] in the file but the config needs [{string.Join(", ", p.shape)}]");
             else if (!t.is_floating_point())
                 problems.Add($"'{name}' has dtype {t.dtype}; weights must be floating point");
+            // a NaN or Inf weight poisons every output; found here it names the tensor, found in training only the step
+            else if (!AllFinite(t))
+                problems.Add($"'{name}' in {files[name]} has NaN or Inf values");
         }
         if (problems.Count > 0) throw new InvalidDataException($"{dir}: weights do not match config.json: {string.Join("; ", problems)}");
         using var noGrad = no_grad();

@@ -50,12 +50,23 @@ public sealed record VisionConfig
 
     public void Validate(string file)
     {
+        void Positive(string key, int v) { if (v <= 0) throw new InvalidDataException($"{file}: key '{key}' must be positive, found {v}"); }
+        Positive("image_size", ImageSize); Positive("patch_size", PatchSize); 
+        // the preprocessor makes RGB pixel values, so the encoder must take three channels
+        if (NumChannels != 3) throw new InvalidDataException($"{file}: key 'num_channels' must be 3 (RGB), found {NumChannels}");
+        Positive("hidden_size", HiddenSize); Positive("intermediate_size", IntermediateSize);
+        Positive("num_hidden_layers", NumHiddenLayers); Positive("num_attention_heads", NumAttentionHeads);
+        if (!(DownsampleRatio > 0 && DownsampleRatio <= 1)) throw new InvalidDataException($"{file}: downsample_ratio must be in (0, 1], found {DownsampleRatio}");
         if (ImageSize % PatchSize != 0) throw new InvalidDataException($"{file}: image_size {ImageSize} must be a multiple of patch_size {PatchSize}");
         if (ShuffleFactor < 1 || Math.Abs(1.0 / ShuffleFactor - DownsampleRatio) > 1e-9 || PatchesPerSide % ShuffleFactor != 0)
             throw new InvalidDataException($"{file}: downsample_ratio {DownsampleRatio} must be 1/k with k dividing {PatchesPerSide} patches per side");
         if (HiddenSize % NumAttentionHeads != 0) throw new InvalidDataException($"{file}: vision hidden_size {HiddenSize} must be a multiple of num_attention_heads {NumAttentionHeads}");
         if (ImageMean.Length != NumChannels || ImageStd.Length != NumChannels)
             throw new InvalidDataException($"{file}: image_mean and image_std need {NumChannels} values");
+        // preprocessing divides by image_std: a zero would turn every pixel into Inf/NaN
+        if (ImageStd.Any(s => !double.IsFinite(s) || s <= 0)) throw new InvalidDataException($"{file}: image_std values must be positive and finite, found [{string.Join(", ", ImageStd)}]");
+        if (ImageMean.Any(m => !double.IsFinite(m))) throw new InvalidDataException($"{file}: image_mean values must be finite, found [{string.Join(", ", ImageMean)}]");
+        if (!double.IsFinite(LayerNormEps) || LayerNormEps <= 0) throw new InvalidDataException($"{file}: layer_norm_eps must be positive, found {LayerNormEps}");
     }
 
     public JsonObject ToJson() => new()

@@ -111,8 +111,17 @@ public sealed class Recalibrator : nn.Module
     {
         var path = Path.Combine(dir, ConfigFileName);
         var cj = ConfigJson.Parse(path);
-        var config = cj.Json["recalibrator"].Deserialize<RecalibratorConfig>(RecalibratorConfig.Json)
-            ?? throw new InvalidDataException($"{path}: missing 'recalibrator'");
+        RecalibratorConfig config;
+        try
+        {
+            config = cj.Json["recalibrator"].Deserialize<RecalibratorConfig>(RecalibratorConfig.Json)
+                ?? throw new InvalidDataException($"{path}: missing 'recalibrator'");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: invalid 'recalibrator' section ({e.Message})");
+        }
+        if (config.NumLayers < 1) throw new InvalidDataException($"{path}: recalibrator.num_layers must be at least 1, found {config.NumLayers}");
         var block = LanguageModelConfig.Read(cj.Section("student_block") ?? throw new InvalidDataException($"{path}: missing 'student_block'"));
         var rec = new Recalibrator(config, block, cj.Required<int>("teacher_hidden_size"));
         Pretrained.LoadWeights(rec, dir, WeightsFileName);

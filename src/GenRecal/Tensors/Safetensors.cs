@@ -60,7 +60,10 @@ public static class Safetensors
         JsonObject header;
         try
         {
-            header = JsonNode.Parse(headerBytes) as JsonObject ?? throw Corrupt(path, "header is not a JSON object");
+            // duplicate keys are refused at parse time: the spec forbids duplicate tensor names, and which copy a
+            // reader would keep is arbitrary
+            header = JsonNode.Parse(headerBytes, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw Corrupt(path, "header is not a JSON object");
         }
         catch (JsonException e)
         {
@@ -71,15 +74,14 @@ public static class Safetensors
         long dataLength = fileLength - dataStart;
         var metadata = new Dictionary<string, string>();
         var entries = new List<SafetensorsEntry>();
-        foreach (var (name, node) in header)
+        try
         {
-            if (name == "__metadata__")
-            {
-                if (node is JsonObject meta)
-                    foreach (var (k, v) in meta) metadata[k] = v?.GetValue<string>() ?? "";
-                continue;
-            }
-            entries.Add(ParseEntry(path, name, node, dataLength));
+            ReadEntries(path, header, dataLength, metadata, entries);
+        }
+        catch (InvalidOperationException e)
+        {
+            // System.Text.Json refuses to read a string holding half a surrogate pair (valid JSON escapes, invalid text)
+            throw Corrupt(path, $"header holds invalid text ({e.Message})");
         }
 
         // Offsets must tile the data region without overlap (the spec forbids holes too, but HF's writer
@@ -91,22 +93,56 @@ public static class Safetensors
         return (entries, metadata, dataStart);
     }
 
+    static void ReadEntries(string path, JsonObject header, long dataLength, Dictionary<string, string> metadata, List<SafetensorsEntry> entries)
+    {
+        foreach (var (name, node) in header)
+        {
+            if (name == "__metadata__")
+            {
+                if (node is not JsonObject meta) throw Corrupt(path, $"__metadata__ must be an object of strings, found {Models.ConfigJson.Show(node)}");
+                foreach (var (k, v) in meta)
+                    metadata[k] = v is JsonValue sv && sv.TryGetValue<string>(out var text) ? text
+                        : throw Corrupt(path, $"__metadata__ value '{k}' must be a string, found {Models.ConfigJson.Show(v)}");
+                continue;
+            }
+            entries.Add(ParseEntry(path, name, node, dataLength));
+        }
+    }
+
     static SafetensorsEntry ParseEntry(string path, string name, JsonNode? node, long dataLength)
     {
         if (node is not JsonObject obj) throw Corrupt(path, $"entry '{name}' is not an object");
-        string dtype = obj["dtype"]?.GetValue<string>() ?? throw Corrupt(path, $"entry '{name}' has no dtype");
+        string dtype = obj["dtype"] is JsonValue dv && dv.TryGetValue<string>(out var d) ? d
+            : throw Corrupt(path, $"entry '{name}' needs dtype as a string, found {Models.ConfigJson.Show(obj["dtype"])}");
         if (!DTypes.TryGetValue(dtype, out var info)) throw Corrupt(path, $"entry '{name}' has unsupported dtype '{dtype}' (supported: {string.Join(", ", DTypes.Keys)})");
-        var shape = (obj["shape"] as JsonArray ?? throw Corrupt(path, $"entry '{name}' has no shape")).Select(n => n!.GetValue<long>()).ToArray();
-        if (shape.Any(d => d < 0)) throw Corrupt(path, $"entry '{name}' has a negative dimension");
-        var offsets = obj["data_offsets"] as JsonArray;
-        if (offsets is null || offsets.Count != 2) throw Corrupt(path, $"entry '{name}' needs data_offsets [begin, end]");
-        long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
+        var shape = Integers(path, name, "shape", obj["shape"], null);
+        if (shape.Any(x => x < 0)) throw Corrupt(path, $"entry '{name}' has a negative dimension");
+        var offsets = Integers(path, name, "data_offsets", obj["data_offsets"], 2);
+        long begin = offsets[0], end = offsets[1];
         if (begin < 0 || end < begin) throw Corrupt(path, $"entry '{name}' has invalid data_offsets [{begin}, {end}]");
         if (end > dataLength) throw Corrupt(path, $"entry '{name}' data_offsets end {end} is beyond the data region ({dataLength} bytes); the file is truncated");
-        long expected = shape.Aggregate(1L, (a, b) => a * b) * info.Size;
+        long expected;
+        try
+        {
+            expected = checked(shape.Aggregate(1L, (a, b) => a * b) * info.Size);
+        }
+        catch (OverflowException)
+        {
+            throw Corrupt(path, $"entry '{name}' shape [{string.Join(", ", shape)}] is too large");
+        }
         if (end - begin != expected)
             throw Corrupt(path, $"entry '{name}' holds {end - begin} bytes but dtype {dtype} shape [{string.Join(", ", shape)}] needs {expected}");
         return new SafetensorsEntry(name, dtype, shape, begin, end);
+    }
+
+    /// <summary>An array of integers (of <paramref name="count"/> items when given), or a Corrupt error naming the key.</summary>
+    static long[] Integers(string path, string name, string key, JsonNode? node, int? count)
+    {
+        string Found() => Models.ConfigJson.Show(node);
+        if (node is not JsonArray a || (count is { } n && a.Count != n))
+            throw Corrupt(path, $"entry '{name}' needs {key} as {(count is null ? "an array of integers" : $"[{string.Join(", ", Enumerable.Repeat("integer", count.Value))}]")}, found {Found()}");
+        return a.Select(x => x is JsonValue v && v.TryGetValue<long>(out var l) ? l
+            : throw Corrupt(path, $"entry '{name}' needs {key} of integers, found {Found()}")).ToArray();
     }
 
     /// <summary>Loads every tensor of the file (CPU, the file's dtypes).</summary>

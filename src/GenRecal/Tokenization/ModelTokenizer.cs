@@ -121,9 +121,46 @@ public sealed partial class ModelTokenizer
 
     public int[] Encode(string text) => EncodeWithReport(text).Ids;
 
+    /// <summary>
+    /// Longest run of characters (all whitespace, or all not) the base tokenizer sees at once. BPE's time grows with
+    /// the square of a pre-tokenized word's length (a 1 MB line without spaces took minutes), so longer runs are cut
+    /// into pieces of this size and encoded one after another: linear time, and identical ids for any text without
+    /// such a run (no natural word comes near it).
+    /// </summary>
+    public const int MaxWordChars = 256;
+
     /// <summary>Base-tokenizer ids for text with no special tokens in it.</summary>
-    public IReadOnlyList<int> EncodeBaseText(string text) =>
-        baseTokenizer.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true);
+    public IReadOnlyList<int> EncodeBaseText(string text)
+    {
+        var cuts = LongRunCuts(text);
+        if (cuts.Count == 0) return baseTokenizer.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true);
+        var ids = new List<int>();
+        int start = 0;
+        foreach (var cut in cuts.Append(text.Length))
+        {
+            ids.AddRange(baseTokenizer.EncodeToIds(text[start..cut], considerPreTokenization: true, considerNormalization: true));
+            start = cut;
+        }
+        return ids;
+    }
+
+    /// <summary>Positions that split every whitespace or non-whitespace run longer than <see cref="MaxWordChars"/>
+    /// (never between the halves of a surrogate pair).</summary>
+    static List<int> LongRunCuts(string text)
+    {
+        var cuts = new List<int>();
+        int run = 0;
+        for (int i = 0; i < text.Length; i++)
+        {
+            run = i > 0 && char.IsWhiteSpace(text[i]) == char.IsWhiteSpace(text[i - 1]) ? run + 1 : 1;
+            if (run > MaxWordChars && !char.IsLowSurrogate(text[i]))
+            {
+                cuts.Add(i);
+                run = 1;
+            }
+        }
+        return cuts;
+    }
 
     /// <summary>Text of base-tokenizer ids (no special tokens, no compact mapping).</summary>
     public string DecodeBase(IEnumerable<int> baseIds) => baseTokenizer.Decode(baseIds);
@@ -206,6 +243,19 @@ public sealed partial class ModelTokenizer
     public static ModelTokenizer Load(string dir)
     {
         string configPath = Path.Combine(dir, ConfigFileName), hfPath = Path.Combine(dir, HfTokenizerFileName);
+        try
+        {
+            return LoadFiles(dir, configPath, hfPath);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            // JsonNode.GetValue on a value of the wrong type (a number where a string belongs, ...)
+            throw new InvalidDataException($"{dir}: tokenizer files hold a value of the wrong type ({e.Message}); see {ConfigFileName}, {VocabMapFileName}, {HfTokenizerFileName}");
+        }
+    }
+
+    static ModelTokenizer LoadFiles(string dir, string configPath, string hfPath)
+    {
         JsonObject? config = File.Exists(configPath) ? ParseObject(configPath) : null;
         if (config?["tokenizer_class"]?.GetValue<string>() != "GenRecalTokenizer")
         {
@@ -215,7 +265,8 @@ public sealed partial class ModelTokenizer
         string baseName = config["base"]?.GetValue<string>() ?? throw new InvalidDataException($"{configPath}: missing key 'base'");
         var template = ChatTemplate.FromJson(config["chat_template"] as JsonObject);
         var specials = (config["special_tokens"] as JsonObject ?? throw new InvalidDataException($"{configPath}: missing key 'special_tokens'"))
-            .ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<int>());
+            .ToDictionary(kv => kv.Key, kv => kv.Value is JsonValue v && v.TryGetValue<int>(out var id) ? id
+                : throw new InvalidDataException($"{configPath}: special_tokens['{kv.Key}'] must be an integer id, found {Models.ConfigJson.Show(kv.Value)}"));
         ModelTokenizer plain = baseName == HfTokenizerFileName
             ? FromHfTokenizerJson(hfPath, template)
             : new ModelTokenizer(baseName, CreateTiktoken(baseName, configPath), 0, null, specials, template, null);
@@ -228,6 +279,12 @@ public sealed partial class ModelTokenizer
                 .Select(n => n!.GetValue<int>()).ToArray();
         }
         int baseSize = plain.baseTokenizer is TiktokenTokenizer t ? TiktokenVocabSize(t) : plain.BaseVocabSize;
+        // a special id inside the ordinary vocabulary would make two different texts encode to the same id
+        int ordinary = map?.Length ?? baseSize;
+        var clash = specials.Where(kv => kv.Value < ordinary || kv.Value < 0).Select(kv => $"'{kv.Key}' = {kv.Value}")
+            .Concat(specials.GroupBy(kv => kv.Value).Where(g => g.Count() > 1).Select(g => $"{string.Join(" and ", g.Select(kv => $"'{kv.Key}'"))} share id {g.Key}")).ToList();
+        if (clash.Count > 0)
+            throw new InvalidDataException($"{configPath}: special token ids must be distinct and at least {ordinary} (the ordinary vocabulary's size): {string.Join("; ", clash)}");
         var tok = new ModelTokenizer(baseName, plain.baseTokenizer, baseSize, map, specials, template, plain.HfJson);
         int declared = config["vocab_size"]?.GetValue<int>() ?? tok.VocabSize;
         if (declared != tok.VocabSize)
@@ -241,16 +298,33 @@ public sealed partial class ModelTokenizer
 
     static ModelTokenizer FromHfTokenizerJson(JsonObject json, string path, string text, ChatTemplate? template)
     {
+        try
+        {
+            return ReadHfTokenizerJson(json, path, text, template);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException || e.GetType() == typeof(ArgumentException))
+        {
+            // wrong-typed JSON values, or merges the BPE builder refuses: name the file
+            throw new InvalidDataException($"{path}: not a usable byte-level BPE tokenizer ({e.Message})");
+        }
+    }
+
+    static ModelTokenizer ReadHfTokenizerJson(JsonObject json, string path, string text, ChatTemplate? template)
+    {
         var model = json["model"] as JsonObject ?? throw new InvalidDataException($"{path}: missing 'model'");
         if (model["type"]?.GetValue<string>() is { } type && type != "BPE")
             throw new InvalidDataException($"{path}: model.type '{type}' is not supported (only byte-level BPE)");
         var vocab = model["vocab"] as JsonObject ?? throw new InvalidDataException($"{path}: missing 'model.vocab'");
+        var vocabById = new Dictionary<int, string>();
+        foreach (var (token, idNode) in vocab)
+            if (idNode is JsonValue v && v.TryGetValue<int>(out var id)) vocabById.TryAdd(id, token);
+            else throw new InvalidDataException($"{path}: model.vocab['{token}'] must be an integer id, found {Models.ConfigJson.Show(idNode)}");
         var merges = model["merges"] as JsonArray ?? throw new InvalidDataException($"{path}: missing 'model.merges'");
         var mergeLines = merges.Select(m => m switch
         {
             JsonArray pair when pair.Count == 2 => $"{pair[0]!.GetValue<string>()} {pair[1]!.GetValue<string>()}",
             JsonValue v => v.GetValue<string>(),
-            _ => throw new InvalidDataException($"{path}: a merge must be \"a b\" or [\"a\", \"b\"], found {m?.ToJsonString()}"),
+            _ => throw new InvalidDataException($"{path}: a merge must be \"a b\" or [\"a\", \"b\"], found {Models.ConfigJson.Show(m)}"),
         });
         // Byte-level BPE with the GPT-2 pre-tokenization regex, as HF's ByteLevel(use_regex=true) does.
         var bpe = BpeTokenizer.Create(new BpeOptions(vocab.Select(kv => new KeyValuePair<string, int>(kv.Key, kv.Value!.GetValue<int>())))
@@ -262,7 +336,18 @@ public sealed partial class ModelTokenizer
         var specials = new Dictionary<string, int>();
         if (json["added_tokens"] is JsonArray added)
             foreach (var a in added)
-                specials[a!["content"]!.GetValue<string>()] = a["id"]!.GetValue<int>();
+            {
+                string? content = a?["content"] is JsonValue c && c.TryGetValue<string>(out var cs) ? cs : null;
+                int? id = a?["id"] is JsonValue i && i.TryGetValue<int>(out var iv) ? iv : null;
+                if (content is null || id is null) throw new InvalidDataException($"{path}: an added token needs a string 'content' and an integer 'id', found {Models.ConfigJson.Show(a)}");
+                // HF lists some vocabulary entries as added tokens too (GPT-2's <|endoftext|>); an id that the vocabulary
+                // gives to other text, or that another added token has, would make two texts one id
+                if (vocabById.TryGetValue(id.Value, out var inVocab) && inVocab != content)
+                    throw new InvalidDataException($"{path}: added token '{content}' has id {id}, which model.vocab gives to '{inVocab}'");
+                if (specials.FirstOrDefault(kv => kv.Value == id && kv.Key != content).Key is { } other)
+                    throw new InvalidDataException($"{path}: added tokens '{other}' and '{content}' share id {id}");
+                specials[content] = id.Value;
+            }
         template ??= ChatTemplate.ChatML;
         return new ModelTokenizer(HfTokenizerFileName, bpe, vocab.Count, null, specials, template, text);
     }

@@ -36,7 +36,7 @@ public sealed record DistillationPlan
 /// sequence, each consuming the previous one's student and Recalibrator, or the SFT baseline (stage 3's loss
 /// from the initial student). Output: OUT/student (HF layout), OUT/recalibrator, OUT/metrics.jsonl, OUT/checkpoints.
 /// </summary>
-public sealed class DistillationRecipe
+public sealed class DistillationRecipe : IDisposable
 {
     readonly DistillationPlan plan;
     readonly TrainingConfig config;
@@ -47,6 +47,7 @@ public sealed class DistillationRecipe
     Recalibrator? recalibrator;
     readonly CheckpointStore checkpoints;
     readonly MetricsLog metrics;
+    readonly RunLock runLock;
     CheckpointState? resumeFrom;
     string? resumeDir;
 
@@ -62,35 +63,116 @@ public sealed class DistillationRecipe
         bool needsTeacher = plan.Stages.Any(s => s.UsesTeacher()) || method.NeedsTeacher();
         if (needsTeacher && plan.TeacherDir is null)
             throw new ArgumentException(method == DistillationMethod.GenRecal ? "stages 1 and 2 need a teacher" : $"method '{config.Method}' needs a teacher");
-        data = LlavaDataset.LoadStrict(plan.DataPath, plan.AllowBadDataLines);
-        Directory.CreateDirectory(plan.OutDir);
-        checkpoints = new CheckpointStore(Path.Combine(plan.OutDir, "checkpoints"), config.KeepCheckpoints);
-        metrics = new MetricsLog(Path.Combine(plan.OutDir, "metrics.jsonl"));
-        var latest = checkpoints.Latest();
-        if (latest is not null && !plan.Resume)
-            throw new ArgumentException($"{plan.OutDir} already holds checkpoints ({latest.Value.Dir}); pass --resume to continue, or choose another --out");
-        if (plan.Resume && latest is not null) (resumeDir, resumeFrom) = latest.Value;
-
-        student = Pretrained.Load(resumeDir is null ? plan.StudentDir : Path.Combine(resumeDir, "student"));
-        if (needsTeacher)
+        CheckOutDir(plan);
+        runLock = RunLock.Acquire(plan.OutDir);
+        try
         {
-            teacher = Pretrained.Load(plan.TeacherDir!);
-            ParameterGroups.Freeze(teacher.Model);
-            if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
-                throw new ArgumentException("the data has images, so teacher and student must both be vision-language models");
-            if (method == DistillationMethod.Kd && teacher.Tokenizer.VocabularyDifference(student.Tokenizer) is { } why)
-                throw new ArgumentException($"method 'kd' needs one vocabulary for teacher and student, and {plan.TeacherDir} and {plan.StudentDir} differ: {why}; use 'uld', 'seqkd' or 'genrecal' across vocabularies");
-            if (plan.Stages.Any(s => s.UsesTeacher())) recalibrator = LoadOrCreateRecalibrator();
-            if (method == DistillationMethod.SeqKd)
+            checkpoints = new CheckpointStore(Path.Combine(plan.OutDir, "checkpoints"), config.KeepCheckpoints);
+            metrics = new MetricsLog(Path.Combine(plan.OutDir, "metrics.jsonl"));
+            var latest = checkpoints.Latest();
+            if (latest is not null && !plan.Resume)
+                throw new ArgumentException($"{plan.OutDir} already holds checkpoints ({latest.Value.Dir}); pass --resume to continue, or choose another --out");
+            if (plan.Resume && latest is null)
+                throw new ArgumentException($"--resume: {checkpoints.Root} holds no checkpoint to resume from; run without --resume to start afresh");
+            if (plan.Resume && latest is not null)
             {
-                // Kim & Rush: the teacher's greedy answers replace the data's; the teacher is not needed after that
-                data = new TeacherAnswers(teacher, plan.TeacherAnswerCache ?? Path.Combine(plan.OutDir, "teacher-answers.jsonl"), config.TeacherAnswerTokens).Replace(data);
-                teacher.Model.Dispose();
-                teacher = null;
+                (resumeDir, resumeFrom) = latest.Value;
+                Warnings.AddRange(RunRecord.CheckResume(plan.OutDir, config, plan.DataPath));
+                CheckpointStore.VerifyOptimizer(resumeDir, resumeFrom);
             }
+            var loaded = LlavaDataset.Load(plan.DataPath);
+
+            student = Pretrained.Load(resumeDir is null ? plan.StudentDir : Path.Combine(resumeDir, "student"));
+            if (needsTeacher)
+            {
+                teacher = Pretrained.Load(plan.TeacherDir!);
+                ParameterGroups.Freeze(teacher.Model);
+                if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
+            }
+            data = Validated(loaded);
+            if (teacher is not null)
+            {
+                if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
+                    throw new ArgumentException("the data has images, so teacher and student must both be vision-language models");
+                if (method == DistillationMethod.Kd && teacher.Tokenizer.VocabularyDifference(student.Tokenizer) is { } why)
+                    throw new ArgumentException($"method 'kd' needs one vocabulary for teacher and student, and {plan.TeacherDir} and {plan.StudentDir} differ: {why}; use 'uld', 'seqkd' or 'genrecal' across vocabularies");
+                if (plan.Stages.Any(s => s.UsesTeacher())) recalibrator = LoadOrCreateRecalibrator();
+                if (method == DistillationMethod.SeqKd)
+                {
+                    // Kim & Rush: the teacher's greedy answers replace the data's; the teacher is not needed after that
+                    data = new TeacherAnswers(teacher, plan.TeacherAnswerCache ?? Path.Combine(plan.OutDir, "teacher-answers.jsonl"), config.TeacherAnswerTokens).Replace(data);
+                    teacher.Model.Dispose();
+                    teacher = null;
+                }
+            }
+            RunRecord.Write(plan.OutDir, config, plan.DataPath);
         }
-        AtomicFile.WriteAllText(Path.Combine(plan.OutDir, "training_config.json"), config.ToJson());
+        catch
+        {
+            runLock.Dispose();
+            throw;
+        }
     }
+
+    /// <summary>
+    /// Every line checked before step 1 with each model's own tokenizer and max_length, so a bad line is reported
+    /// with all the others now, not as a failure at the batch that holds it hours in.
+    /// </summary>
+    List<ConversationExample> Validated(LlavaDataset.Result loaded)
+    {
+        var problems = new List<DataProblem>(loaded.Problems);
+        var models = new List<(string Role, Collator Collator)> { ("student", new Collator(student.Model, student.Tokenizer, config.MaxLength)) };
+        if (teacher is not null) models.Add(("teacher", new Collator(teacher.Model, teacher.Tokenizer, config.MaxLength)));
+        var usable = new List<ConversationExample>();
+        foreach (var ex in loaded.Examples)
+        {
+            var found = models.Select(m => m.Collator.Problem(ex) is { } p ? $"{m.Role}: {p}" : null).OfType<string>().ToList();
+            if (found.Count == 0) usable.Add(ex);
+            else problems.Add(new DataProblem(plan.DataPath, ex.LineNumber, string.Join("; ", found)));
+        }
+        if (problems.Count > 0 && !plan.AllowBadDataLines)
+            throw new InvalidDataException(LlavaDataset.Unusable(plan.DataPath, problems).Message + " (--allow-bad-lines skips them)");
+        if (problems.Count > 0)
+            Warnings.Add($"skipping {problems.Count} unusable line(s) of {plan.DataPath}: " + string.Join("; ", problems.OrderBy(p => p.Line).Select(p => $"line {p.Line}: {p.Problem}")));
+        if (usable.Count == 0) throw new InvalidDataException($"{plan.DataPath}: no usable examples");
+        return usable;
+    }
+
+    /// <summary>Folders of OUT a run writes or deletes; an input model inside one would be overwritten. (An input elsewhere
+    /// in OUT is fine: the demo trains its second SFT cycle into runs/sft from runs/sft/cycle1/student.)</summary>
+    static readonly string[] WrittenDirs = ["student", "recalibrator", "checkpoints"];
+
+    /// <summary>OUT must be a folder we can write whose outputs overwrite neither input model.</summary>
+    static void CheckOutDir(DistillationPlan plan)
+    {
+        if (File.Exists(plan.OutDir)) throw new ArgumentException($"{plan.OutDir}: --out is an existing file; it must be a folder");
+        foreach (var (role, dir) in new[] { ("student", plan.StudentDir), ("teacher", plan.TeacherDir) })
+        {
+            if (dir is null) continue;
+            if (SameDir(plan.OutDir, dir) || WrittenDirs.Select(w => Path.Combine(plan.OutDir, w)).Any(w => SameDir(w, dir) || IsInside(dir, w)))
+                throw new ArgumentException($"{plan.OutDir}: --out {(SameDir(plan.OutDir, dir) ? "is" : "contains")} the {role} directory {dir}, which the run would overwrite; choose another --out");
+        }
+        try
+        {
+            Directory.CreateDirectory(plan.OutDir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"{plan.OutDir}: cannot create the output folder ({e.Message})");
+        }
+    }
+
+    static string FullDir(string dir) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir));
+    static bool SameDir(string a, string b) => FullDir(a) == FullDir(b);
+    static bool IsInside(string dir, string parent) => FullDir(dir).StartsWith(FullDir(parent) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+
+    /// <summary>Where the run can continue from, for messages when it stops (a folder is named only if it holds a checkpoint).</summary>
+    public string CheckpointNote() => checkpoints.Latest() is { } latest
+        ? $"the last good checkpoint is kept in {latest.Dir}; continue with the same command and --resume"
+        : "no checkpoint was written yet, so a new run starts from the beginning";
+
+    /// <summary>Releases OUT's lock (Run releases it too when it ends).</summary>
+    public void Dispose() => runLock.Dispose();
 
     public TrainingConfig Config => config;
     /// <summary>Things a user should know before the run (the CLI prints them).</summary>
@@ -115,6 +197,7 @@ public sealed class DistillationRecipe
     /// <summary>Runs every planned stage not yet completed, then writes OUT/student and OUT/recalibrator.</summary>
     public void Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
+        using var release = runLock;
         TorchGc.Settle();
         if (resumeFrom is not null)
         {
@@ -146,8 +229,7 @@ public sealed class DistillationRecipe
         var optimizer = optim.AdamW(trainable, config.LrStart, 0.9, 0.999, 1e-8, config.WeightDecay);
         if (startStep > 0 && resumeDir is not null)
         {
-            using var reader = new BinaryReader(File.OpenRead(Path.Combine(resumeDir, "optimizer.bin")));
-            optimizer.load_state_dict(reader);
+            CheckpointStore.LoadOptimizer(resumeDir, resumeFrom!, optimizer);
         }
         var lossStep = stage.UsesTeacher() ? new GenRecalLossStep(teacher!.Model, student.Model, recalibrator!, config) : null;
         var logitStep = stage == Stage.Sft && method.ScoresWithTeacher() ? new LogitDistillationLossStep(teacher!.Model, student.Model, method, config) : null;
@@ -177,13 +259,13 @@ public sealed class DistillationRecipe
                 var values = terms.ToDictionary(kv => kv.Key, kv => kv.Value.item<float>());
                 if (values.Any(kv => !float.IsFinite(kv.Value)))
                     throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: loss is not finite ({string.Join(", ", values.Select(kv => $"{kv.Key}={kv.Value}"))}); " +
-                        $"the last good checkpoint is kept in {checkpoints.Root}");
+                        CheckpointNote());
                 (terms["loss"] / config.GradAccumulation).backward();
                 foreach (var (k, v) in values) sums[k] = sums.GetValueOrDefault(k) + v / config.GradAccumulation;
             }
             double gradNorm = config.GradClip > 0 ? nn.utils.clip_grad_norm_(trainable, config.GradClip) : 0;
             if (!double.IsFinite(gradNorm))
-                throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: gradient norm is not finite; the last good checkpoint is kept in {checkpoints.Root}");
+                throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: gradient norm is not finite; {CheckpointNote()}");
             optimizer.step();
             var record = new JsonObject
             {

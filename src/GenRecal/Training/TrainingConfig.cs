@@ -55,7 +55,12 @@ public sealed record TrainingConfig
 
     public int StepsFor(int stage) => Steps.TryGetValue(stage, out var s) ? s : 0;
 
-    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
+    /// <summary>Unknown keys are errors: a misspelt "lr_strat" silently ignored would train with the default.</summary>
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow, AllowDuplicateProperties = false,
+    };
 
     public static TrainingConfig Load(string path)
     {
@@ -70,18 +75,32 @@ public sealed record TrainingConfig
         {
             throw new InvalidDataException($"{path}: invalid training config ({e.Message})");
         }
+        catch (NotSupportedException e)
+        {
+            throw new InvalidDataException($"{path}: invalid training config ({e.Message})");
+        }
     }
 
     public void Validate(string source)
     {
+        // JSON null deserializes into these non-nullable members
+        if (Steps is null || LossWeights is null || Recalibrator is null)
+            throw new InvalidDataException($"{source}: steps, loss_weights and recalibrator must not be null");
+        if (Steps.Keys.Any(k => k is < 1 or > 3)) throw new InvalidDataException($"{source}: steps keys must be stages 1, 2, 3; found {string.Join(", ", Steps.Keys)}");
         if (BatchSize < 1) throw new InvalidDataException($"{source}: batch_size must be at least 1");
         if (GradAccumulation < 1) throw new InvalidDataException($"{source}: grad_accumulation must be at least 1");
         if (Steps.Values.Any(s => s < 0)) throw new InvalidDataException($"{source}: steps must not be negative");
-        if (KlTemperature <= 0) throw new InvalidDataException($"{source}: kl_temperature must be positive");
+        if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: checkpoint_every must not be negative");
+        if (KeepCheckpoints < 1) throw new InvalidDataException($"{source}: keep_checkpoints must be at least 1");
+        if (WarmupSteps < 0) throw new InvalidDataException($"{source}: warmup_steps must not be negative");
+        if (MaxLength < 1) throw new InvalidDataException($"{source}: max_length must be at least 1");
+        if (!double.IsFinite(WeightDecay) || WeightDecay < 0) throw new InvalidDataException($"{source}: weight_decay must be finite and non-negative");
+        if (!double.IsFinite(GradClip) || GradClip < 0) throw new InvalidDataException($"{source}: grad_clip must be finite and non-negative");
+        if (!double.IsFinite(KlTemperature) || KlTemperature <= 0) throw new InvalidDataException($"{source}: kl_temperature must be positive");
         var w = LossWeights;
         if (new[] { w.CeRecal, w.Kl, w.RegCe, w.RegKl, w.CeStudent, w.Uld }.Any(v => !double.IsFinite(v) || v < 0))
             throw new InvalidDataException($"{source}: loss_weights must be finite and non-negative");
-        if (!(LrStart > 0) || !(LrEnd >= 0)) throw new InvalidDataException($"{source}: lr_start must be positive and lr_end non-negative");
+        if (!(LrStart > 0) || !(LrEnd >= 0) || !double.IsFinite(LrStart) || !double.IsFinite(LrEnd)) throw new InvalidDataException($"{source}: lr_start must be positive and lr_end non-negative");
         Baselines.DistillationMethods.Parse(Method, $"{source}: method");
         if (TeacherAnswerTokens < 1) throw new InvalidDataException($"{source}: teacher_answer_tokens must be at least 1");
         if (Recalibrator.NumLayers < 1) throw new InvalidDataException($"{source}: recalibrator.num_layers must be at least 1");

@@ -10,7 +10,7 @@ namespace GenRecal.Tests.Cli;
 [Collection("console")]
 public class CliTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var (oldOut, oldErr) = (Console.Out, Console.Error);
         var (o, e) = (new StringWriter(), new StringWriter());
@@ -150,13 +150,8 @@ public class CheckpointKillTests
         string t = TinyPair.Teacher(root), s = TinyPair.Student(root), data = TinyPair.WriteData(root), output = Path.Combine(root, "out");
         var config = Path.Combine(root, "train.json");
         File.WriteAllText(config, """{"steps": {"1": 4}, "batch_size": 2, "checkpoint_every": 2}""");
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
-        {
-            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "GenRecal.Cli.dll"), "distill", "--teacher", t, "--student", s, "--data", data, "--out", output, "--stages", "1", "--config", config },
-            RedirectStandardOutput = true, RedirectStandardError = true,
-        };
-        psi.Environment["GENRECAL_FAULT_CHECKPOINT_PAUSE_MS"] = "1500";
-        using var p = System.Diagnostics.Process.Start(psi)!;
+        using var p = TestSupport.StartCli(new() { ["GENRECAL_FAULT_CHECKPOINT_PAUSE_MS"] = "1500" },
+            "distill", "--teacher", t, "--student", s, "--data", data, "--out", output, "--stages", "1", "--config", config);
         var checkpoints = Path.Combine(output, "checkpoints");
         var deadline = DateTime.UtcNow.AddSeconds(120);
         // wait until the step-2 checkpoint is complete and the step-4 one is being written

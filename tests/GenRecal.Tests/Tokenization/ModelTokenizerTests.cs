@@ -107,4 +107,26 @@ public class ModelTokenizerTests
         var gpt2 = ModelTokenizer.FromTiktoken("gpt2");
         Assert.True(GenRecal.Evaluation.PairReport.Boundaries(gpt2, text).Count < GenRecal.Evaluation.PairReport.Boundaries(tok, text).Count / 2);
     }
+
+    [Theory]
+    [InlineData("tiktoken")]
+    [InlineData("hf")]
+    public void A_megabyte_without_spaces_tokenizes_in_linear_time_and_ordinary_text_is_unchanged(string kind)
+    {
+        var tok = kind == "hf"
+            ? ModelTokenizer.FromHfTokenizerJson(Path.Combine(TestSupport.Fixture("hf", "tiny-bpe-tokenizer"), "tokenizer.json"))
+            : ModelTokenizer.FromTiktoken("o200k_base");
+        var ordinary = "The quick brown fox jumps over the lazy dog, 12345 times!  Twice.";
+        Assert.Equal(tok.Encode(ordinary).Length, tok.EncodeBaseText(ordinary).Count);
+        // pieces of a cut run are whole runs of at most MaxWordChars: decoding gives the text back
+        var run = string.Concat(Enumerable.Repeat("ab", ModelTokenizer.MaxWordChars * 3));
+        Assert.Equal(run, tok.DecodeBase(tok.EncodeBaseText(run)));
+        foreach (var text in new[] { new string('a', 1 << 20), new string(' ', 1 << 20), string.Concat(Enumerable.Repeat("7x", 1 << 19)) })
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var ids = tok.EncodeBaseText(text);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"{text.Length} characters took {clock.Elapsed}");
+            Assert.NotEmpty(ids);
+        }
+    }
 }

@@ -40,7 +40,7 @@ public class DistillationRecipeTests
         var teacherAfter = Snapshot(Pretrained.Load(Path.Combine(root, "teacher")).Model);
         Assert.Equal(teacher0, teacherAfter);
 
-        var recipe2 = new DistillationRecipe(Plan(root, [Stage.Distillation], Quick(), resume: true) with { OutDir = Path.Combine(root, "out2"), StudentDir = Path.Combine(root, "out", "student") });
+        var recipe2 = new DistillationRecipe(Plan(root, [Stage.Distillation], Quick()) with { OutDir = Path.Combine(root, "out2"), StudentDir = Path.Combine(root, "out", "student") });
         Assert.Contains("without a stage-1 Recalibrator", Assert.Single(recipe2.Warnings));
         var before = Snapshot(recipe2.Student.Model);
         recipe2.Run();

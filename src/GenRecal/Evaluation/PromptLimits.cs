@@ -1,0 +1,37 @@
+using GenRecal.Data;
+using GenRecal.Models;
+using GenRecal.Tokenization;
+
+namespace GenRecal.Evaluation;
+
+/// <summary>
+/// Prompt lengths for generation: a prompt (plus what is generated) must fit the model's max_position_embeddings,
+/// and is refused before any work starts, naming the line, rather than run far past what the model was built for.
+/// </summary>
+public static class PromptLimits
+{
+    /// <summary>Throws when the prompt and <paramref name="maxNewTokens"/> do not fit the model's positions.</summary>
+    public static void Check(PretrainedModel model, int promptTokens, int maxNewTokens, string what)
+    {
+        int limit = model.Config.Text.MaxPositionEmbeddings;
+        if (promptTokens + maxNewTokens > limit)
+            throw new ArgumentException($"{what}: the prompt has {promptTokens} tokens and up to {maxNewTokens} are generated, " +
+                $"more than the model's max_position_embeddings {limit} ({Path.Combine(model.Directory, ModelConfig.FileName)})");
+    }
+
+    /// <summary>Checks every example's question as evaluation encodes it; one error lists every line too long.</summary>
+    public static void CheckAll(PretrainedModel model, IReadOnlyList<ConversationExample> examples, int maxNewTokens, string dataPath)
+    {
+        int limit = model.Config.Text.MaxPositionEmbeddings;
+        int imageTokens = model.Vlm?.NumImageTokens ?? 0;
+        var tooLong = new List<string>();
+        foreach (var ex in examples)
+        {
+            int n = ChatEncoder.EncodePrompt(model.Tokenizer, ex.Question, ex.ImagePath is null ? 0 : imageTokens).Length;
+            if (n + maxNewTokens > limit) tooLong.Add($"line {ex.LineNumber}: {n} prompt tokens");
+        }
+        if (tooLong.Count > 0)
+            throw new InvalidDataException($"{dataPath}: {tooLong.Count} prompt(s) do not fit the model's max_position_embeddings {limit} " +
+                $"with {maxNewTokens} generated tokens: {string.Join("; ", tooLong)}");
+    }
+}
