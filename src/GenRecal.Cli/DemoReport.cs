@@ -82,7 +82,7 @@ public static class DemoReport
         sb.AppendLine($"- pair: identical token boundaries {r.Pair.IdenticalBoundaryShare.ToString("P1", Inv)}, tokens/char teacher {r.Pair.Teacher.TokensPerChar.ToString("F3", Inv)} vs student {r.Pair.Student.TokensPerChar.ToString("F3", Inv)}");
         foreach (var a in r.Arms) sb.AppendLine($"- `{a.Name}`: {a.Description}");
         sb.AppendLine();
-        sb.AppendLine("## Timings (seconds, this machine)");
+        sb.AppendLine("## Timings (seconds, this machine; about 0 where an earlier run's result was reused)");
         foreach (var (k, v) in r.Seconds) sb.AppendLine($"- {k}: {v.ToString(Inv)}");
         sb.AppendLine();
         string suffix = r.Variant == GenRecalVariants.Default ? "" : "-" + r.Variant;
@@ -118,7 +118,7 @@ public static class DemoReport
         {
             sb.AppendLine($"- genrecal ≥ sft + 3, interval above 0: {Delta(g)} → {(g.Difference >= 0.03 && g.Low > 0 ? "met" : "not met")}");
             foreach (var other in new[] { "uld", "seqkd" })
-                if (D("genrecal", other) is { } o) sb.AppendLine($"- genrecal ≥ {other}: {Delta(o)} → {(o.Difference >= 0 ? "met" : "not met")}{(o.ExcludesZero ? "" : " (inside the noise)")}");
+                if (D("genrecal", other) is { } o) sb.AppendLine($"- genrecal ≥ {other}: {Delta(o)} → {(o.Difference >= 0 ? "met" : "not met")}{(o.ExcludesZero ? "" : " on the point estimate, inside the noise")}");
             if (D("kd-same-tokenizer", "sft-same-tokenizer") is { } k && k.Difference > 0)
                 sb.AppendLine($"- share of the same-tokenizer KD gain GenRecal recovers across tokenizers (target ≥ 70 %): {(g.Difference / k.Difference).ToString("P0", Inv)}");
         }
@@ -144,6 +144,8 @@ public static class DemoReport
     {
         if (!FontsRegistered.Value) Console.Error.WriteLine("warning: no DejaVu Sans font found; plots will have no text (apt-get install fonts-dejavu-core)");
         var plot = new ScottPlot.Plot();
+        // every label style, not only the tick labels, told the font by name: without fontconfig there is no fallback
+        if (FontsRegistered.Value) plot.Font.Set("DejaVu Sans");
         plot.Title(title);
         return plot;
     }
@@ -165,7 +167,7 @@ public static class DemoReport
         }
         plot.XLabel("student optimizer step (both LR cycles)");
         plot.YLabel("log10 of the summed loss");
-        plot.ShowLegend();
+        plot.ShowLegend(ScottPlot.Edge.Right);
         plot.SavePng(path, 900, 500);
     }
 
@@ -181,10 +183,11 @@ public static class DemoReport
         errors.YErrorPositive = r.Evaluations.Select(e => 100 * (e.Interval.High - e.Accuracy)).ToArray();
         errors.YErrorNegative = r.Evaluations.Select(e => 100 * (e.Accuracy - e.Interval.Low)).ToArray();
         errors.Color = ScottPlot.Colors.Black;
-        plot.Axes.Bottom.SetTicks(r.Evaluations.Select((_, i) => (double)i).ToArray(), r.Evaluations.Select(e => e.Model).ToArray());
-        plot.Axes.Bottom.TickLabelStyle.Rotation = 30;
-        plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleLeft;
+        // long row names on two lines, so every tick label fits under its bar
+        plot.Axes.Bottom.SetTicks(r.Evaluations.Select((_, i) => (double)i).ToArray(),
+            r.Evaluations.Select(e => e.Model.Length > 9 ? e.Model.Replace("-", "-\n") : e.Model).ToArray());
         plot.YLabel("accuracy (%)");
+        plot.XLabel("model");
         plot.Axes.Margins(bottom: 0);
         plot.SavePng(path, 900, 500);
     }
@@ -208,7 +211,7 @@ public static class DemoReport
         plot.Axes.Bottom.SetTicks(families.Select((_, fi) => fi * (n + 1) + (n - 1) / 2.0).ToArray(), families.ToArray());
         plot.YLabel("accuracy (%)");
         plot.XLabel("question family");
-        plot.ShowLegend();
+        plot.ShowLegend(ScottPlot.Edge.Right);
         plot.SavePng(path, 1000, 500);
     }
 }

@@ -141,7 +141,11 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
     /// data): every arm is deterministic for these, so a rerun (another variant, an interrupted demo) reuses it.</summary>
     void TimedArm(DemoArm arm, string data, Action trainArm)
     {
-        var stamp = new JsonObject { ["preset"] = preset.Name, ["seed"] = seed, ["method"] = arm.Method, ["data"] = data, ["description"] = arm.Description }.ToJsonString();
+        // paths relative to OUT, so a moved or copied output directory still recognises its arms
+        var stamp = new JsonObject
+        {
+            ["preset"] = preset.Name, ["seed"] = seed, ["method"] = arm.Method, ["data"] = Path.GetRelativePath(outDir, data), ["description"] = arm.Description,
+        }.ToJsonString();
         var stampPath = Path.Combine(arm.RunDir, "arm.json");
         if (File.Exists(Path.Combine(arm.RunDir, "student", "config.json")) && File.Exists(stampPath) && File.ReadAllText(stampPath) == stamp)
         {
