@@ -99,6 +99,7 @@ public static class DemoReport
                 ["a"] = x.A, ["b"] = x.B, ["difference"] = Math.Round(x.D.Difference, 4), ["ci95"] = new JsonArray(Math.Round(x.D.Low, 4), Math.Round(x.D.High, 4)),
             }).ToArray()),
             ["seconds"] = new JsonObject(r.Seconds.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["loss_terms"] = LossTerms(r),
             ["pair"] = r.Pair.ToJson(),
         };
         AtomicFile.WriteAllText(Path.Combine(r.OutDir, $"results{suffix}.json"), json.ToJsonString(new() { WriteIndented = true }));
@@ -123,6 +124,35 @@ public static class DemoReport
                 sb.AppendLine($"- share of the same-tokenizer KD gain GenRecal recovers across tokenizers (target ≥ 70 %): {(g.Difference / k.Difference).ToString("P0", Inv)}");
         }
         sb.AppendLine();
+    }
+
+    /// <summary>The loss terms loggers write, in the order they are shown.</summary>
+    public static readonly string[] Terms = ["ce_recal", "kl", "reg_ce", "reg_kl", "ce_student", "uld", "loss"];
+
+    /// <summary>Per arm and stage (cycle, for single-stage arms), each loss term's mean over the first 20 and the last 200
+    /// steps: how far each term moved, and which terms are near zero (a Recalibrator that copies, a KD term with nothing to give).</summary>
+    static JsonObject LossTerms(DemoResult r)
+    {
+        var result = new JsonObject();
+        foreach (var arm in r.Arms)
+        {
+            var perStage = new JsonObject();
+            var files = arm.MetricsFiles.Where(File.Exists).ToList();
+            for (int f = 0; f < files.Count; f++)
+                foreach (var stage in MetricsLog.Read(files[f]).GroupBy(o => o["stage_name"]!.GetValue<string>()))
+                {
+                    var rows = stage.ToList();
+                    var terms = new JsonObject();
+                    foreach (var term in Terms.Where(t => rows[0][t] is not null))
+                    {
+                        double Mean(IEnumerable<JsonObject> xs) => Math.Round(xs.Average(o => o[term]!.GetValue<double>()), 4);
+                        terms[term] = new JsonArray(Mean(rows.Take(20)), Mean(rows.TakeLast(200)));
+                    }
+                    perStage[files.Count > 1 ? $"{stage.Key} (cycle {f + 1})" : stage.Key] = terms;
+                }
+            result[arm.Name] = perStage;
+        }
+        return result;
     }
 
     static string Pct(double v) => (100 * v).ToString("F1", Inv);

@@ -58,6 +58,7 @@ public static class SummarizeCommand
             double sd = values.Count > 1 ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1)) : 0;
             sb.AppendLine($"| {key} | {mean.ToString("F1", inv)} | {sd.ToString("F1", inv)} | {string.Join(", ", values.Select(v => v.ToString("F1", inv)))} | {perSeed.Values.Sum(e => e.Total)} |");
         }
+        AppendLossTerms(sb, dirs, inv);
         var comparisons = DemoReport.Comparisons(table.Keys).Where(c => table[c.A].Values.Any(e => e.Items.Count > 0)).ToList();
         if (comparisons.Count == 0) return sb.ToString();
         sb.AppendLine();
@@ -72,6 +73,37 @@ public static class SummarizeCommand
             sb.AppendLine($"| {a} − {b} | {(100 * d.Difference).ToString("+0.0;−0.0;0.0", inv)} | [{(100 * d.Low).ToString("+0.0;−0.0;0.0", inv)}, {(100 * d.High).ToString("+0.0;−0.0;0.0", inv)}] | {shared.Count} | {(d.ExcludesZero ? "yes" : "no")} |");
         }
         return sb.ToString();
+    }
+
+    /// <summary>GenRecal's loss terms per stage, first 20 → last 200 steps, averaged over the seeds (from results.json's loss_terms).</summary>
+    static void AppendLossTerms(System.Text.StringBuilder sb, IEnumerable<string> dirs, CultureInfo inv)
+    {
+        var table = new SortedDictionary<(string Arm, string Stage), Dictionary<string, List<(double, double)>>>();
+        foreach (var file in dirs.Where(Directory.Exists).SelectMany(d => Directory.GetFiles(d, "results.json")))
+        {
+            if (JsonNode.Parse(File.ReadAllText(file))?["loss_terms"] is not JsonObject arms) continue;
+            foreach (var (arm, stages) in arms)
+                if (arm.StartsWith("genrecal") && stages is JsonObject so)
+                    foreach (var (stage, logged) in so)
+                    {
+                        if (!table.TryGetValue((arm, stage), out var t)) table[(arm, stage)] = t = [];
+                        foreach (var (term, v) in (JsonObject)logged!)
+                        {
+                            if (!t.TryGetValue(term, out var list)) t[term] = list = [];
+                            list.Add((v![0]!.GetValue<double>(), v[1]!.GetValue<double>()));
+                        }
+                    }
+        }
+        if (table.Count == 0) return;
+        var terms = DemoReport.Terms.Where(t => table.Values.Any(v => v.ContainsKey(t))).ToList();
+        sb.AppendLine();
+        sb.AppendLine("GenRecal's loss terms, mean of the first 20 → the last 200 steps of each stage, averaged over the seeds:");
+        sb.AppendLine();
+        sb.AppendLine($"| arm | stage | {string.Join(" | ", terms)} |");
+        sb.AppendLine($"|---|---|{string.Concat(terms.Select(_ => "---|"))}");
+        foreach (var ((arm, stage), t) in table)
+            sb.AppendLine($"| {arm} | {stage} | " + string.Join(" | ", terms.Select(term => t.TryGetValue(term, out var v)
+                ? $"{v.Average(x => x.Item1).ToString("0.###", inv)} → {v.Average(x => x.Item2).ToString("0.###", inv)}" : "")) + " |");
     }
 
     /// <summary>One evaluation holding every seed's questions, ids prefixed by the seed so they pair only within it.</summary>

@@ -118,6 +118,12 @@ public class CliTests
             Assert.Equal(GenRecal.Demo.DemoPreset.Miniature.Test, e["items"]!.AsArray().Count); // every question's prediction, for paired comparisons
         }
         Assert.Contains(results["differences"]!.AsArray(), d => d!["a"]!.GetValue<string>() == "kd-same-tokenizer" && d["b"]!.GetValue<string>() == "sft-same-tokenizer");
+        // each arm's loss terms per stage, first and last steps, from its metrics
+        var genrecalTerms = results["loss_terms"]!["genrecal"]!.AsObject();
+        Assert.Equal(["Alignment", "Distillation", "FineTuning"], genrecalTerms.Select(kv => kv.Key));
+        Assert.NotNull(genrecalTerms["Distillation"]!["ce_student"]);
+        Assert.Equal(["Sft (cycle 1)", "Sft (cycle 2)"], results["loss_terms"]!["uld"]!.AsObject().Select(kv => kv.Key));
+        Assert.NotNull(results["loss_terms"]!["uld"]!["Sft (cycle 1)"]!["uld"]);
         foreach (var png in new[] { "losses.png", "accuracy.png", "families.png" })
             Assert.True(new FileInfo(Path.Combine(output, png)).Length > 1000, png);
         // every student arm's optimizer steps and their learning rates are GenRecal's stage 2 then stage 3, step for step
