@@ -8,9 +8,9 @@ using static TorchSharp.torch;
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
 //   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race]
 TorchRuntime.EnsureLoaded();
-if (args is ["scalar-race"])
+if (args is ["scalar-race", ..])
 {
-    ScalarRace();
+    ScalarRace(args.Length > 1 ? long.Parse(args[1]) << 20 : GenRecal.Runtime.NoGcRegion.DefaultBudget);
     return;
 }
 Console.WriteLine($"threads: {get_num_threads()}, backend: {TorchRuntime.Mode}");
@@ -48,9 +48,9 @@ foreach (var (name, text) in new[] { ("teacher", preset.TeacherText), ("student"
 
 // TorchSharp 0.107's scalar use-after-free (GenRecal.Runtime.TorchGc): the same tensor-plus-number loop for 10 s,
 // alone and with a second thread allocating; prints how far each got.
-static void ScalarRace()
+static void ScalarRace(long budget)
 {
-    foreach (bool noise in new[] { false, true })
+    foreach (var (noise, guarded) in new[] { (false, false), (true, false), (true, true) })
     {
         bool stop = false;
         var allocator = new Thread(() =>
@@ -65,8 +65,11 @@ static void ScalarRace()
         string outcome;
         try
         {
+            // guarded: the library's remedy, a no-GC region with a boundary between iterations
+            using var region = guarded ? new GenRecal.Runtime.NoGcRegion(budget) : null;
             while (clock.Elapsed.TotalSeconds < 10)
             {
+                region?.Boundary();
                 using var scope = NewDisposeScope();
                 _ = ((x + 1.0) * 2.0).clamp_min(0.5);
                 n++;
@@ -78,6 +81,6 @@ static void ScalarRace()
             outcome = "libtorch error: " + e.Message.Split('\n')[0];
         }
         Volatile.Write(ref stop, true);
-        Console.WriteLine($"scalar ops {(noise ? "with" : "without")} an allocating thread: {n:N0} iterations in {clock.Elapsed.TotalSeconds:F1} s, {outcome}");
+        Console.WriteLine($"scalar ops {(noise ? "with" : "without")} an allocating thread{(guarded ? ", in a no-GC region" : "")}: {n:N0} iterations in {clock.Elapsed.TotalSeconds:F1} s, {outcome}");
     }
 }

@@ -51,8 +51,10 @@ public sealed class TeacherAnswers
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(cachePath))!);
             using var writer = new StreamWriter(cachePath, append: true, new UTF8Encoding(false));
+            using var noGc = new Runtime.NoGcRegion();
             foreach (var chunk in missing.Chunk(batchSize))
             {
+                noGc.Boundary();
                 var answers = Evaluator.AnswerBatch(teacher, chunk, maxNewTokens);
                 for (int i = 0; i < chunk.Length; i++)
                 {

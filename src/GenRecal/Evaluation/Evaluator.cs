@@ -49,12 +49,13 @@ public static class Evaluator
     public static EvaluationResult Run(PretrainedModel model, IReadOnlyList<ConversationExample> examples, int maxNewTokens = 16,
                                        IProgress<int>? progress = null, int batchSize = 16)
     {
-        TorchGc.Settle();
         int correct = 0, done = 0;
         var families = new Dictionary<string, (int, int)>();
         var items = new List<EvaluatedItem>(examples.Count);
+        using var noGc = new NoGcRegion();
         foreach (var chunk in examples.Chunk(batchSize))
         {
+            noGc.Boundary();
             var predictions = AnswerBatch(model, chunk, maxNewTokens);
             for (int i = 0; i < chunk.Length; i++)
             {

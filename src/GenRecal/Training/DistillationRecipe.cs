@@ -237,8 +237,10 @@ public sealed class DistillationRecipe : IDisposable
         using var teacherCollator = lossStep is null && logitStep is null ? null : new Collator(teacher!.Model, teacher.Tokenizer, config.MaxLength);
         int perStep = config.BatchSize * config.GradAccumulation;
         var clock = Stopwatch.StartNew();
+        using var noGc = new NoGcRegion();
         for (int step = startStep; step < total; step++)
         {
+            noGc.Boundary();
             cancel.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var stepClock = Stopwatch.StartNew();
