@@ -156,7 +156,7 @@ public static class DemoReport
     }
 
     static string Pct(double v) => (100 * v).ToString("F1", Inv);
-    static string Delta(Statistics.PairedDifference d) => $"{(100 * d.Difference).ToString("+0.0;−0.0;0.0", Inv)} [{(100 * d.Low).ToString("+0.0;−0.0;0.0", Inv)}, {(100 * d.High).ToString("+0.0;−0.0;0.0", Inv)}]";
+    public static string Delta(Statistics.PairedDifference d) => $"{(100 * d.Difference).ToString("+0.0;−0.0;0.0", Inv)} [{(100 * d.Low).ToString("+0.0;−0.0;0.0", Inv)}, {(100 * d.High).ToString("+0.0;−0.0;0.0", Inv)}]";
 
     /// <summary>SkiaSharp's dependency-free build has no font discovery, so ScottPlot is given a TrueType file
     /// (DejaVu Sans, Debian's fonts-dejavu-core, which scripts/prereqs.sh installs).</summary>

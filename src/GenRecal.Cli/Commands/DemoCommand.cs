@@ -13,26 +13,27 @@ public static class DemoCommand
 {
     public static Command Create()
     {
-        var preset = new Option<string>("--preset") { Description = "quick (under 15 min on 2 cores) or full", DefaultValueFactory = _ => "quick" };
+        var preset = new Option<string>("--preset") { Description = "quick (the README's main command) or full (docs/RESULTS.md)", DefaultValueFactory = _ => "quick" };
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "out/demo" };
         var seed = new Option<int>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var variant = new Option<string>("--variant") { Description = $"configuration of the genrecal row (the genrecal-paper row is always the paper's form): {string.Join(", ", GenRecalVariants.All.Keys)}", DefaultValueFactory = _ => GenRecalVariants.Default };
         var explained = new Option<bool>("--explained") { Description = "train and evaluate on longer explained answers (\"... Answer: x\")" };
-        var cmd = new Command("demo", "Make data, train a teacher, distill students with GenRecal and the baselines, and compare them") { preset, output, seed, variant, explained };
+        var reportOnly = new Option<bool>("--report-only") { Description = "train nothing: evaluate the models already in OUT and write the report again" };
+        var cmd = new Command("demo", "Make data, train a teacher, distill students with GenRecal and the baselines, and compare them") { preset, output, seed, variant, explained, reportOnly };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var p = DemoPreset.ByName(r.GetValue(preset)!);
             if (r.GetValue(explained)) p = p with { ExplainedAnswers = true };
-            Run(p, r.GetValue(output)!, r.GetValue(seed), r.GetValue(variant)!);
+            Run(p, r.GetValue(output)!, r.GetValue(seed), r.GetValue(variant)!, r.GetValue(reportOnly));
             return ExitCodes.Success;
         }));
         return cmd;
     }
 
-    public static DemoResult Run(DemoPreset preset, string outDir, int seed, string variant = GenRecalVariants.Default)
+    public static DemoResult Run(DemoPreset preset, string outDir, int seed, string variant = GenRecalVariants.Default, bool reportOnly = false)
     {
         GenRecalVariants.Get(variant); // fail before any work on an unknown name
-        var runner = new DemoRunner(preset, outDir, seed, msg => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(msg)}"), variant);
+        var runner = new DemoRunner(preset, outDir, seed, msg => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(msg)}"), variant) { ReportOnly = reportOnly };
         var result = runner.Run(DistillCommand.Run);
         PairReportCommand.Print(result.Pair, []);
         EvalCommand.Print(result.Evaluations);

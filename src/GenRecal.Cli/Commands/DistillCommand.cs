@@ -45,8 +45,7 @@ public static class DistillCommand
     public static TrainingConfig Configure(string? path, int? steps, int? batch, string? method = null)
     {
         var c = path is null ? new TrainingConfig() : TrainingConfig.Load(path);
-        if (method == "genrecal-paper")
-            c = c with { Method = "genrecal", Recalibrator = c.Recalibrator with { AnswerSource = Recalibration.AnswerSource.TeacherHidden } };
+        if (method == "genrecal-paper") c = Demo.GenRecalVariants.Get("paper")(c with { Method = "genrecal" });
         else if (method is not null) c = c with { Method = DistillationMethods.Parse(method, "--method").Name() };
         if (steps is { } s) c = c with { Steps = new() { [1] = s, [2] = s, [3] = s } };
         if (batch is { } b) c = c with { BatchSize = b };

@@ -27,6 +27,7 @@ public static class SummarizeCommand
     {
         // model (with its variant where it is a GenRecal variant) -> evaluation per seed
         var table = new SortedDictionary<string, SortedDictionary<int, EvaluationResult>>(StringComparer.Ordinal);
+        var sources = new HashSet<(string, int, string)>();
         foreach (var dir in dirs)
         {
             var files = Directory.Exists(dir) ? Directory.GetFiles(dir, "results*.json") : [];
@@ -42,7 +43,10 @@ public static class SummarizeCommand
                     // rows other than the genrecal row are shared by every variant of a seed: counted once
                     var key = e.Model == "genrecal" && variant != Demo.GenRecalVariants.Default ? $"genrecal ({variant})" : e.Model;
                     if (!table.TryGetValue(key, out var perSeed)) table[key] = perSeed = new();
+                    if (perSeed.ContainsKey(seed) && !sources.Contains((key, seed, dir)))
+                        throw new InvalidDataException($"{file}: seed {seed} of '{key}' is also in another directory; give one directory per seed");
                     perSeed.TryAdd(seed, e);
+                    sources.Add((key, seed, dir));
                 }
             }
         }
@@ -59,19 +63,26 @@ public static class SummarizeCommand
             sb.AppendLine($"| {key} | {mean.ToString("F1", inv)} | {sd.ToString("F1", inv)} | {string.Join(", ", values.Select(v => v.ToString("F1", inv)))} | {perSeed.Values.Sum(e => e.Total)} |");
         }
         AppendLossTerms(sb, dirs, inv);
-        var comparisons = DemoReport.Comparisons(table.Keys).Where(c => table[c.A].Values.Any(e => e.Items.Count > 0)).ToList();
-        if (comparisons.Count == 0) return sb.ToString();
-        sb.AppendLine();
-        sb.AppendLine("Paired differences, pooled over the seeds both rows share (each seed's questions paired with themselves; 95 % paired-bootstrap interval):");
-        sb.AppendLine();
-        sb.AppendLine("| comparison | Δ (points) | 95 % CI | seeds | distinguishable from 0 |");
-        sb.AppendLine("|---|---:|---|---:|---|");
+        var comparisons = DemoReport.Comparisons(table.Keys).ToList();
+        var rows = new List<string>();
         foreach (var (a, b) in comparisons)
         {
-            var shared = table[a].Keys.Intersect(table[b].Keys).ToList();
-            var d = Statistics.PairedBootstrap(Pool(table[a], shared, a), Pool(table[b], shared, b));
-            sb.AppendLine($"| {a} − {b} | {(100 * d.Difference).ToString("+0.0;−0.0;0.0", inv)} | [{(100 * d.Low).ToString("+0.0;−0.0;0.0", inv)}, {(100 * d.High).ToString("+0.0;−0.0;0.0", inv)}] | {shared.Count} | {(d.ExcludesZero ? "yes" : "no")} |");
+            // seeds where both rows kept every question's outcome (results written before items existed are skipped)
+            var shared = table[a].Keys.Intersect(table[b].Keys).Where(s => table[a][s].Items.Count > 0 && table[b][s].Items.Count > 0).ToList();
+            if (shared.Count == 0) continue;
+            var perSeed = shared.Select(s => Statistics.Paired(table[a][s], table[b][s])).ToList();
+            var d = Statistics.NestedPairedBootstrap(perSeed.Select(p => ((IReadOnlyList<bool>)p.A, (IReadOnlyList<bool>)p.B)).ToList());
+            var deltas = perSeed.Select(p => 100.0 * (p.A.Count(x => x) - p.B.Count(x => x)) / p.A.Count);
+            rows.Add($"| {a} − {b} | {DemoReport.Delta(d)} | {string.Join(", ", deltas.Select(x => x.ToString("+0.0;−0.0;0.0", inv)))} | {(d.ExcludesZero ? "yes" : "no")} |");
         }
+        if (rows.Count == 0) return sb.ToString();
+        sb.AppendLine();
+        sb.AppendLine("Paired differences over the seeds both rows share: Δ in points with a 95 % interval from a two-stage bootstrap " +
+                      "(seeds, then each seed's test questions, resampled), so it counts the spread between training seeds as well as test sampling:");
+        sb.AppendLine();
+        sb.AppendLine("| comparison | Δ [95 % CI] | Δ per seed | distinguishable from 0 |");
+        sb.AppendLine("|---|---:|---|---|");
+        foreach (var row in rows) sb.AppendLine(row);
         return sb.ToString();
     }
 
@@ -106,10 +117,4 @@ public static class SummarizeCommand
                 ? $"{v.Average(x => x.Item1).ToString("0.###", inv)} → {v.Average(x => x.Item2).ToString("0.###", inv)}" : "")) + " |");
     }
 
-    /// <summary>One evaluation holding every seed's questions, ids prefixed by the seed so they pair only within it.</summary>
-    static EvaluationResult Pool(SortedDictionary<int, EvaluationResult> perSeed, List<int> seeds, string model)
-    {
-        var items = seeds.SelectMany(s => perSeed[s].Items.Select(i => i with { Id = $"{s}/{i.Id}" })).ToList();
-        return new EvaluationResult(model, items.Count(i => i.Correct), items.Count, []) { Items = items };
-    }
 }

@@ -37,7 +37,7 @@ public sealed record AnswerRows(long[][] PerExample, long[] Flat)
         {
             int n = Math.Min(teacher.PerExample[i].Length, student.PerExample[i].Length);
             if (requireEqual && teacher.PerExample[i].Length != student.PerExample[i].Length)
-                throw new InvalidOperationException($"example {i} of the batch has {teacher.PerExample[i].Length} teacher answer tokens and {student.PerExample[i].Length} student ones; token-level KD needs one tokenization");
+                throw new InvalidDataException($"example {i} of the batch has {teacher.PerExample[i].Length} teacher answer tokens and {student.PerExample[i].Length} student ones (cut off differently by max_length?); token-level KD needs one tokenization");
             t.AddRange(teacher.PerExample[i].Take(n));
             s.AddRange(student.PerExample[i].Take(n));
         }
@@ -48,5 +48,6 @@ public sealed record AnswerRows(long[][] PerExample, long[] Flat)
     public static Tensor Gather(Tensor h, long[] flat) => h.reshape(-1, h.shape[2]).index_select(0, tensor(flat)); // [N, D]
 
     /// <summary>The next-token targets of the rows: label at p+1 → [N].</summary>
-    public static Tensor Targets(ModelBatch batch, long[] flat) => batch.Labels.reshape(-1).index_select(0, tensor(flat.Select(r => r + 1).ToArray()));
+    public static Tensor Targets(ModelBatch batch, long[] flat) =>
+        batch.Labels.reshape(-1).index_select(0, tensor(flat.Select(r => r + 1).ToArray())); // [B*T] → [N]
 }

@@ -42,36 +42,43 @@ public sealed class TeacherAnswers
     /// <summary>Generations run so far by this instance (0 when everything came from the cache).</summary>
     public int Generated { get; private set; }
 
-    /// <summary>The teacher's answer to each example's (first) question, in order.</summary>
+    /// <summary>
+    /// The teacher's answer to each example's (first) question, in order. Batches are always the same fixed chunks of
+    /// the full list (a chunk with any answer missing is generated whole), so a run interrupted mid-way and resumed
+    /// batches, pads and so decodes exactly as an uninterrupted one.
+    /// </summary>
     public List<string> For(IReadOnlyList<ConversationExample> examples, int batchSize = 32)
     {
         var keys = examples.Select(Key).ToList();
-        var missing = examples.Where((_, i) => !cache.ContainsKey(keys[i])).ToList();
-        if (missing.Count > 0)
+        var chunks = Enumerable.Range(0, (examples.Count + batchSize - 1) / batchSize)
+            .Where(c => keys.Skip(c * batchSize).Take(batchSize).Any(k => !cache.ContainsKey(k))).ToList();
+        if (chunks.Count > 0)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(cachePath))!);
             using var writer = new StreamWriter(cachePath, append: true, new UTF8Encoding(false));
             using var noGc = new Runtime.NoGcRegion();
-            foreach (var chunk in missing.Chunk(batchSize))
+            foreach (var c in chunks)
             {
                 noGc.Boundary();
+                var chunk = examples.Skip(c * batchSize).Take(batchSize).ToList();
                 var answers = Evaluator.AnswerBatch(teacher, chunk, maxNewTokens);
-                for (int i = 0; i < chunk.Length; i++)
+                for (int i = 0; i < chunk.Count; i++)
                 {
-                    var key = Key(chunk[i]);
+                    var key = keys[c * batchSize + i];
                     cache[key] = answers[i].Trim();
                     writer.WriteLine(new JsonObject { ["key"] = key, ["id"] = chunk[i].Id, ["answer"] = cache[key] }.ToJsonString());
                 }
                 writer.Flush();
-                Generated += chunk.Length;
+                Generated += chunk.Count;
             }
         }
         return keys.Select(k => cache[k]).ToList();
     }
 
     /// <summary>
-    /// The examples with their answer replaced by the teacher's (sequence-level KD). Only single-answer
-    /// conversations: the teacher answers the question it is asked, not a history it did not write.
+    /// The examples with their answer replaced by the teacher's (sequence-level KD), leaving out those the teacher
+    /// answered with nothing (no target to learn; <see cref="Silent"/> counts them). Only single-answer conversations:
+    /// the teacher answers the question it is asked, not a history it did not write.
     /// </summary>
     public List<ConversationExample> Replace(IReadOnlyList<ConversationExample> examples)
     {
@@ -79,28 +86,39 @@ public sealed class TeacherAnswers
             if (ex.Turns.Count(t => t.IsAssistant) != 1)
                 throw new ArgumentException($"line {ex.LineNumber} ('{ex.Id}'): sequence-level KD replaces one answer per example; this conversation has {ex.Turns.Count(t => t.IsAssistant)}");
         var answers = For(examples);
-        return examples.Select((ex, i) => WithAnswer(ex, answers[i])).ToList();
+        Silent = answers.Count(string.IsNullOrWhiteSpace);
+        return examples.Select((ex, i) => (ex, a: answers[i])).Where(p => !string.IsNullOrWhiteSpace(p.a)).Select(p => WithAnswer(p.ex, p.a)).ToList();
     }
+
+    /// <summary>Examples the last <see cref="Replace"/> left out because the teacher's answer was empty.</summary>
+    public int Silent { get; private set; }
 
     public static ConversationExample WithAnswer(ConversationExample ex, string answer) =>
         ex with { Turns = ex.Turns.Select(t => t.IsAssistant ? t with { Value = answer } : t).ToList() };
 
+    /// <summary>The teacher, the generation length, the example's id and question, and the image's bytes: a regenerated
+    /// data set whose ids and file names repeat but whose pictures differ gets new answers.</summary>
     string Key(ConversationExample ex) =>
-        Hash(Encoding.UTF8.GetBytes($"{teacherId}\n{maxNewTokens}\n{ex.Id}\n{Path.GetFileName(ex.ImagePath)}\n{ex.Question}"));
+        Hash(Encoding.UTF8.GetBytes($"{teacherId}\n{maxNewTokens}\n{ex.Id}\n{(ex.ImagePath is null ? "" : FileHash(ex.ImagePath))}\n{ex.Question}"));
 
-    /// <summary>A hash of a model directory's files (weights, config, tokenizer): another teacher, another cache key.</summary>
+    /// <summary>A hash of a model directory's files (weights, config, tokenizer), streamed (real shards are several
+    /// gigabytes): another teacher, another cache key.</summary>
     public static string Identity(string modelDir)
     {
-        using var sha = SHA256.Create();
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var file in Directory.GetFiles(modelDir).Order(StringComparer.Ordinal))
         {
-            var name = Encoding.UTF8.GetBytes(Path.GetFileName(file));
-            sha.TransformBlock(name, 0, name.Length, null, 0);
-            var bytes = File.ReadAllBytes(file);
-            sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
+            sha.AppendData(Encoding.UTF8.GetBytes(Path.GetFileName(file) + "\n"));
+            sha.AppendData(Convert.FromHexString(FileHash(file)));
         }
-        sha.TransformFinalBlock([], 0, 0);
-        return Convert.ToHexString(sha.Hash!)[..16];
+        return Convert.ToHexString(sha.GetHashAndReset())[..16];
+    }
+
+    /// <summary>SHA-256 of a file's bytes, streamed, in hex.</summary>
+    public static string FileHash(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexString(SHA256.HashData(stream));
     }
 
     static string Hash(byte[] bytes) => Convert.ToHexString(SHA256.HashData(bytes))[..24];

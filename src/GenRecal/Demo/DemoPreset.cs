@@ -18,7 +18,7 @@ public sealed record DemoPreset
     public int Val { get; init; } = 120;
     public int Test { get; init; } = 600;
     /// <summary>Question families drawn. Reading drawn three-digit numbers is left out: no model, the teacher included,
-    /// learnt it at these sizes (0 % on every run, docs/RESULTS.md), so it only dilutes every average.</summary>
+    /// learnt it at these sizes (0 % on every run, docs/results/EARLIER.md), so it only dilutes every average.</summary>
     public IReadOnlyList<string> Families { get; init; } = ["attribute", "counting", "spatial", "chart", "reasoning"];
     public int TeacherSteps { get; init; } = 3000;
     public int Stage1Steps { get; init; } = 200;
@@ -68,7 +68,7 @@ public sealed record DemoPreset
     public static DemoPreset ByName(string name) => name switch
     {
         "quick" => Quick, "full" => Full, "miniature" => Miniature,
-        _ => throw new ArgumentException($"unknown demo preset '{name}' (quick, full)"),
+        _ => throw new ArgumentException($"unknown demo preset '{name}' (quick, full, miniature)"),
     };
 
     /// <summary>Labelled examples of S: the SFT arms' whole training set.</summary>

@@ -30,6 +30,10 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
     readonly Dictionary<string, double> seconds = new();
     readonly List<DemoArm> arms = [];
 
+    /// <summary>Train nothing: evaluate the teacher and the arms already in OUT and report on them (after an upgrade of
+    /// the report, or to re-score). Every arm's student must exist.</summary>
+    public bool ReportOnly { get; init; }
+
     public DemoResult Run(Action<DistillationPlan>? train = null)
     {
         train ??= plan => new DistillationRecipe(plan).Run();
@@ -37,6 +41,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         Timed("data", () =>
         {
             if (File.Exists(Path.Combine(dataDir, "transfer.jsonl"))) { log?.Invoke("reusing the benchmark in " + dataDir); return; }
+            if (ReportOnly) throw new FileNotFoundException($"{dataDir}: no benchmark to report on");
             log?.Invoke($"making the benchmark (teacher's set {preset.Train}, distillation set {preset.Transfer} of which {preset.Labelled} labelled, test {preset.Test})");
             SyntheticBenchmark.Generate(dataDir, new SyntheticBenchmark.Options(preset.Train, preset.Val, preset.Test, seed,
                 ExplainedAnswers: preset.ExplainedAnswers, Transfer: preset.Transfer, Only: preset.Families));
@@ -49,13 +54,14 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         Timed("teacher", () =>
         {
             if (File.Exists(Path.Combine(teacherDir, "config.json"))) { log?.Invoke("reusing the teacher in " + teacherDir); return; }
+            if (ReportOnly) throw new FileNotFoundException($"{teacherDir}: no trained teacher to report on");
             var init = CreateModel(Path.Combine(outDir, "models", "teacher-init"), ModelTokenizer.Build(preset.TeacherTokenizer, corpus, ChatTemplate.ChatML),
                 preset.TeacherText, preset.TeacherVision, seed + 1);
             log?.Invoke($"training the teacher on its own set ({preset.TeacherSteps} steps)");
             Fresh(Path.Combine(outDir, "runs", "teacher"));
             train(Plan(init, null, Path.Combine(dataDir, "train.jsonl"), Path.Combine(outDir, "runs", "teacher"), [Stage.Sft], new() { [3] = preset.TeacherSteps }));
         });
-        var teacher = Pretrained.Load(teacherDir);
+        var teacher = Pretrained.Load(teacherDir); // disposed after the pair report
         var studentInit = CreateModel(Path.Combine(outDir, "models", "student-init"), ModelTokenizer.Build(preset.StudentTokenizer, corpus, ChatTemplate.Llama3),
             preset.StudentText, preset.StudentVision, seed + 2);
         // identical to the student (same seed, sizes) but for the tokenizer, which is the teacher's
@@ -64,34 +70,37 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         // S: gold answers on the labelled part; the teacher answers the rest (cached, shared with seqkd's targets)
         var transfer = splits["transfer"];
         var cachePath = Path.Combine(outDir, "cache", "teacher-answers.jsonl");
+        string labelled = Path.Combine(dataDir, "labelled.jsonl"), completedPath = Path.Combine(dataDir, "completed.jsonl"), transferPath = Path.Combine(dataDir, "transfer.jsonl");
         int silent = 0;
         Timed("teacher-answers", () =>
         {
             log?.Invoke($"the teacher answers the distillation set ({transfer.Count} questions, cached in {cachePath})");
             var answers = new TeacherAnswers(teacher, cachePath, preset.Training(seed, []).TeacherAnswerTokens).For(transfer);
-            var labelledLines = File.ReadLines(Path.Combine(dataDir, "transfer.jsonl")).Take(preset.Labelled);
-            File.WriteAllLines(Path.Combine(dataDir, "labelled.jsonl"), labelledLines);
-            var completed = File.ReadLines(Path.Combine(dataDir, "transfer.jsonl")).Select((line, i) =>
+            var labelledIds = transfer.Take(preset.Labelled).Select(e => e.Id).ToHashSet();
+            var teacherById = transfer.Select((e, i) => (e.Id, a: answers[i])).Where(p => !labelledIds.Contains(p.Id)).ToDictionary(p => p.Id, p => p.a);
+            silent = teacherById.Values.Count(string.IsNullOrWhiteSpace); // the teacher said nothing: no target to learn (seqkd drops them too)
+            var lines = File.ReadLines(transferPath).Where(l => !string.IsNullOrWhiteSpace(l)).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+            File.WriteAllLines(labelled, lines.Where(o => labelledIds.Contains(o["id"]!.GetValue<string>())).Select(o => o.ToJsonString()));
+            File.WriteAllLines(completedPath, lines.Select(o =>
             {
-                if (i < preset.Labelled) return line;
-                if (string.IsNullOrWhiteSpace(answers[i])) { silent++; return null; } // the teacher said nothing: no target to learn
-                var o = JsonNode.Parse(line)!.AsObject();
-                o["conversations"]![1]!["value"] = answers[i];
+                var id = o["id"]!.GetValue<string>();
+                if (labelledIds.Contains(id)) return o.ToJsonString();
+                if (string.IsNullOrWhiteSpace(teacherById[id])) return null;
+                o["conversations"]!.AsArray().Last(t => t!["from"]!.GetValue<string>() is "gpt" or "assistant")!["value"] = teacherById[id];
                 o.Remove("answer"); // an unlabelled example: the gold answer is not known to the run
                 o["answer_source"] = "teacher";
                 return o.ToJsonString();
-            }).OfType<string>();
-            File.WriteAllLines(Path.Combine(dataDir, "completed.jsonl"), completed);
+            }).OfType<string>());
         });
-        string labelled = Path.Combine(dataDir, "labelled.jsonl"), completedPath = Path.Combine(dataDir, "completed.jsonl"), transferPath = Path.Combine(dataDir, "transfer.jsonl");
 
         Arm("sft", "sft", "SFT on the labelled part of S", studentInit, labelled, train);
         Arm("seqkd", "seqkd", "sequence-level KD: the teacher's greedy answers to all of S, re-encoded by the student", studentInit, transferPath, train, teacherDir, cachePath);
-        Arm("uld", "uld", "ULD (sorted-probability L1, λ = 1.5) + CE on S, gold where labelled, the teacher's answers elsewhere", studentInit, completedPath, train, teacherDir);
+        var cfg = preset.Training(seed, []);
+        Arm("uld", "uld", $"ULD (sorted-probability L1, λ = {cfg.LossWeights.Uld}) + CE on S, gold where labelled, the teacher's answers elsewhere", studentInit, completedPath, train, teacherDir);
         GenRecalArm(variant == GenRecalVariants.Default ? "genrecal" : $"genrecal-{variant}", variant, studentInit, teacherDir, completedPath, train);
         if (variant == GenRecalVariants.Default) GenRecalArm("genrecal-paper", "paper", studentInit, teacherDir, completedPath, train);
         Arm("sft-same-tokenizer", "sft", "SFT on the labelled part of S; the teacher's tokenizer", sameTokInit, labelled, train);
-        Arm("kd-same-tokenizer", "kd", "token-level KD (forward KL, T = 1) + CE on S; the teacher's tokenizer", sameTokInit, completedPath, train, teacherDir);
+        Arm("kd-same-tokenizer", "kd", $"token-level KD (forward KL, T = {cfg.KlTemperature}) + CE on S; the teacher's tokenizer", sameTokInit, completedPath, train, teacherDir);
 
         var test = splits["test"];
         var evaluations = new List<EvaluationResult>();
@@ -100,10 +109,14 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
             foreach (var (name, dir) in arms.Select(a => (a.Name, Path.Combine(a.RunDir, "student"))).Prepend(("teacher", teacherDir)))
             {
                 log?.Invoke($"evaluating {name}");
-                evaluations.Add(Evaluator.Run(Pretrained.Load(dir), test, maxNewTokens: preset.ExplainedAnswers ? 48 : 16) with { Model = name });
+                using var model = Pretrained.Load(dir);
+                // as many new tokens as a teacher answer may have: the byte-level models spend one per character
+                evaluations.Add(Evaluator.Run(model, test, maxNewTokens: cfg.TeacherAnswerTokens) with { Model = name });
             }
         });
-        var pair = PairReport.Build(teacher, Pretrained.Load(studentInit), splits["transfer"], 256);
+        using var student = Pretrained.Load(studentInit);
+        var pair = PairReport.Build(teacher, student, splits["transfer"], 256);
+        teacher.Dispose();
         return new DemoResult(preset, seed, variant, outDir, pair, evaluations, seconds, arms, transfer.Count - preset.Labelled - silent, silent);
     }
 
@@ -114,9 +127,9 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var cycle1 = Path.Combine(run, "cycle1");
         var arm = new DemoArm(name, method, description, run, [Path.Combine(cycle1, "metrics.jsonl"), Path.Combine(run, "metrics.jsonl")]);
         arms.Add(arm);
-        TimedArm(arm, data, () =>
+        var first = Plan(init, teacher, data, cycle1, [Stage.Sft], new() { [3] = preset.Stage2Steps }, method) with { TeacherAnswerCache = cache };
+        TimedArm(arm, data, Inputs(first.Config, init, teacher, data), () =>
         {
-            var first = Plan(init, teacher, data, cycle1, [Stage.Sft], new() { [3] = preset.Stage2Steps }, method) with { TeacherAnswerCache = cache };
             train(first);
             var second = Plan(Path.Combine(cycle1, "student"), teacher, data, run, [Stage.Sft], new() { [3] = preset.Stage3Steps }, method) with { TeacherAnswerCache = cache };
             train(second with { Config = second.Config with { Seed = seed + 1 } }); // a new data order, as GenRecal's stage 3 gets
@@ -129,22 +142,26 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var arm = new DemoArm(name, "genrecal", $"GenRecal stages {preset.Stage1Steps}/{preset.Stage2Steps}/{preset.Stage3Steps} on S: " + GenRecalVariants.All[variantName].Description,
                               run, [Path.Combine(run, "metrics.jsonl")]);
         arms.Add(arm);
-        TimedArm(arm, data + "#" + variantName, () =>
-        {
-            var plan = Plan(init, teacher, data, run, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
-                new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps }, "genrecal");
-            train(plan with { Config = GenRecalVariants.Get(variantName)(plan.Config) });
-        });
+        var plan = Plan(init, teacher, data, run, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
+            new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps }, "genrecal");
+        plan = plan with { Config = GenRecalVariants.Get(variantName)(plan.Config) };
+        TimedArm(arm, data + "#" + variantName, Inputs(plan.Config, init, teacher, data), () => train(plan));
     }
 
     /// <summary>Trains an arm unless OUT holds its student from an identical earlier run (same preset, seed, method,
     /// data): every arm is deterministic for these, so a rerun (another variant, an interrupted demo) reuses it.</summary>
-    void TimedArm(DemoArm arm, string data, Action trainArm)
+    void TimedArm(DemoArm arm, string data, string inputs, Action trainArm)
     {
+        if (ReportOnly)
+        {
+            if (!File.Exists(Path.Combine(arm.RunDir, "student", "config.json"))) throw new FileNotFoundException($"{arm.RunDir}: no trained student to report on");
+            return;
+        }
         // paths relative to OUT, so a moved or copied output directory still recognises its arms
         var stamp = new JsonObject
         {
             ["preset"] = preset.Name, ["seed"] = seed, ["method"] = arm.Method, ["data"] = Path.GetRelativePath(outDir, data), ["description"] = arm.Description,
+            ["inputs"] = inputs,
         }.ToJsonString();
         var stampPath = Path.Combine(arm.RunDir, "arm.json");
         if (File.Exists(Path.Combine(arm.RunDir, "student", "config.json")) && File.Exists(stampPath) && File.ReadAllText(stampPath) == stamp)
@@ -157,6 +174,12 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         Timed(arm.Name, trainArm);
         Tensors.AtomicFile.WriteAllText(stampPath, stamp);
     }
+
+    /// <summary>A hash of everything an arm's result depends on besides its name: the training config, the initial
+    /// student's and the teacher's files, and the data file. A change in any of them retrains the arm.</summary>
+    static string Inputs(TrainingConfig config, string init, string? teacher, string data) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(
+            $"{config.ToJson()}\n{TeacherAnswers.Identity(init)}\n{(teacher is null ? "" : TeacherAnswers.Identity(teacher))}\n{TeacherAnswers.FileHash(data)}")))[..24];
 
     DistillationPlan Plan(string student, string? teacher, string data, string run, Stage[] stages, Dictionary<int, int> steps, string method = "sft") => new()
     {

@@ -64,7 +64,7 @@ public static class Evaluator
                 var (c, t) = families.GetValueOrDefault(family);
                 families[family] = (c + (ok ? 1 : 0), t + 1);
                 if (ok) correct++;
-                items.Add(new EvaluatedItem(chunk[i].Id, chunk[i].Family, predictions[i], ok));
+                items.Add(new EvaluatedItem(chunk[i].Id, family, predictions[i], ok));
             }
             done += chunk.Length;
             progress?.Report(done);

@@ -44,13 +44,55 @@ public static class Statistics
         return new PairedDifference(d.Average(), Percentile(means, 0.025), Percentile(means, 0.975), n);
     }
 
-    /// <summary>Paired bootstrap over the questions two evaluations share, matched by question id.</summary>
+    /// <summary>
+    /// Paired bootstrap of two evaluations of the same questions, matched by question id (<paramref name="where"/> selects
+    /// questions, e.g. one family). Both must have scored the same set of questions, each once.
+    /// </summary>
     public static PairedDifference PairedBootstrap(EvaluationResult a, EvaluationResult b, Func<EvaluatedItem, bool>? where = null)
     {
-        var bById = b.Items.ToDictionary(i => i.Id);
+        var (x, y) = Paired(a, b, where);
+        return PairedBootstrap(x, y);
+    }
+
+    /// <summary>The outcomes of the questions a and b both scored, in a's order; an error unless they scored the same set once each.</summary>
+    public static (List<bool> A, List<bool> B) Paired(EvaluationResult a, EvaluationResult b, Func<EvaluatedItem, bool>? where = null)
+    {
+        var bById = new Dictionary<string, EvaluatedItem>();
+        foreach (var i in b.Items)
+            if (!bById.TryAdd(i.Id, i)) throw new ArgumentException($"question '{i.Id}' is scored twice for {b.Model}");
+        if (a.Items.Select(i => i.Id).Distinct().Count() != a.Items.Count) throw new ArgumentException($"a question is scored twice for {a.Model}");
+        if (a.Items.Count != b.Items.Count) throw new ArgumentException($"{a.Model} scored {a.Items.Count} questions and {b.Model} {b.Items.Count}: paired comparisons need the same questions");
         var pairs = a.Items.Where(i => (where ?? (_ => true))(i)).Select(i => bById.TryGetValue(i.Id, out var j) ? (i.Correct, j.Correct)
             : throw new ArgumentException($"question '{i.Id}' was scored for {a.Model} but not for {b.Model}")).ToList();
-        return PairedBootstrap(pairs.Select(p => p.Item1).ToList(), pairs.Select(p => p.Item2).ToList());
+        return (pairs.Select(p => p.Item1).ToList(), pairs.Select(p => p.Item2).ToList());
+    }
+
+    /// <summary>
+    /// Two-stage (hierarchical) paired bootstrap over several training seeds, each with its own test questions: every
+    /// resample draws seeds with replacement, then questions with replacement within each drawn seed, and averages the
+    /// per-question differences. Unlike pooling all questions in one bootstrap, the interval includes how much the
+    /// difference varies from one training seed to another, not only test-set sampling (Davison &amp; Hinkley 1997, §3.8).
+    /// </summary>
+    public static PairedDifference NestedPairedBootstrap(IReadOnlyList<(IReadOnlyList<bool> A, IReadOnlyList<bool> B)> seeds, int resamples = 10_000, int seed = 12345)
+    {
+        if (seeds.Count == 0) return new PairedDifference(0, 0, 0, 0);
+        var d = seeds.Select(s => s.A.Count == s.B.Count ? s.A.Select((x, i) => (x ? 1 : 0) - (s.B[i] ? 1 : 0)).ToArray()
+            : throw new ArgumentException($"paired bootstrap needs the same questions: {s.A.Count} vs {s.B.Count} outcomes")).ToArray();
+        var rng = new Random(seed);
+        var means = new double[resamples];
+        for (int r = 0; r < resamples; r++)
+        {
+            long sum = 0, n = 0;
+            for (int k = 0; k < d.Length; k++)
+            {
+                var g = d[rng.Next(d.Length)];
+                for (int i = 0; i < g.Length; i++) sum += g[rng.Next(g.Length)];
+                n += g.Length;
+            }
+            means[r] = n == 0 ? 0 : (double)sum / n;
+        }
+        Array.Sort(means);
+        return new PairedDifference(d.SelectMany(g => g).Select(x => (double)x).DefaultIfEmpty(0).Average(), Percentile(means, 0.025), Percentile(means, 0.975), d.Sum(g => g.Length));
     }
 
     static double Percentile(double[] sorted, double q)

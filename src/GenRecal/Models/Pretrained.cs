@@ -7,10 +7,13 @@ using static TorchSharp.torch;
 namespace GenRecal.Models;
 
 /// <summary>A model with its config and tokenizer, as one directory in HuggingFace layout.</summary>
-public sealed record PretrainedModel(CausalLanguageModel Model, ModelConfig Config, ModelTokenizer Tokenizer, string Directory)
+public sealed record PretrainedModel(CausalLanguageModel Model, ModelConfig Config, ModelTokenizer Tokenizer, string Directory) : IDisposable
 {
     /// <summary>The model as a VLM, or null for a text-only checkpoint.</summary>
     public VisionLanguageModel? Vlm => Model as VisionLanguageModel;
+
+    /// <summary>Frees the weights' native memory now rather than at some later collection.</summary>
+    public void Dispose() => Model.Dispose();
 }
 
 /// <summary>

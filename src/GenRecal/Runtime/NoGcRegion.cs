@@ -35,7 +35,7 @@ public sealed class NoGcRegion : IDisposable
     /// <summary>Opened regions so far (each one collection at a boundary), for tests and diagnostics.</summary>
     public int Opened { get; private set; }
 
-    /// <summary>Call between steps: reopens the region when half its budget is spent (or the runtime ended it).</summary>
+    /// <summary>Call between steps: reopens the region when a quarter of its budget is spent (or the runtime ended it).</summary>
     public void Boundary()
     {
         if (!owner) return;

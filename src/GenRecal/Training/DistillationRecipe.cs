@@ -94,13 +94,16 @@ public sealed class DistillationRecipe : IDisposable
             {
                 if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
                     throw new ArgumentException("the data has images, so teacher and student must both be vision-language models");
-                if (method == DistillationMethod.Kd && teacher.Tokenizer.VocabularyDifference(student.Tokenizer) is { } why)
+                if (method == DistillationMethod.Kd && KdMismatch(teacher, student) is { } why)
                     throw new ArgumentException($"method 'kd' needs one vocabulary for teacher and student, and {plan.TeacherDir} and {plan.StudentDir} differ: {why}; use 'uld', 'seqkd' or 'genrecal' across vocabularies");
                 if (plan.Stages.Any(s => s.UsesTeacher())) recalibrator = LoadOrCreateRecalibrator();
                 if (method == DistillationMethod.SeqKd)
                 {
                     // Kim & Rush: the teacher's greedy answers replace the data's; the teacher is not needed after that
-                    data = new TeacherAnswers(teacher, plan.TeacherAnswerCache ?? Path.Combine(plan.OutDir, "teacher-answers.jsonl"), config.TeacherAnswerTokens).Replace(data);
+                    var answers = new TeacherAnswers(teacher, plan.TeacherAnswerCache ?? Path.Combine(plan.OutDir, "teacher-answers.jsonl"), config.TeacherAnswerTokens);
+                    data = answers.Replace(data);
+                    if (answers.Silent > 0) Warnings.Add($"the teacher answered {answers.Silent} example(s) with nothing; they are left out");
+                    if (data.Count == 0) throw new ArgumentException($"{plan.TeacherDir}: the teacher answered every example of {plan.DataPath} with nothing");
                     teacher.Model.Dispose();
                     teacher = null;
                 }
@@ -173,6 +176,13 @@ public sealed class DistillationRecipe : IDisposable
 
     /// <summary>Releases OUT's lock (Run releases it too when it ends).</summary>
     public void Dispose() => runLock.Dispose();
+
+    /// <summary>Why token-level KD cannot pair the two models position by position (null when it can): the vocabulary
+    /// (ids and strings), the heads' sizes and the chat template must all be the teacher's.</summary>
+    static string? KdMismatch(PretrainedModel teacher, PretrainedModel student) =>
+        teacher.Tokenizer.VocabularyDifference(student.Tokenizer)
+        ?? (teacher.Config.Text.VocabSize != student.Config.Text.VocabSize ? $"LM head sizes {teacher.Config.Text.VocabSize} and {student.Config.Text.VocabSize}" : null)
+        ?? (teacher.Tokenizer.Template != student.Tokenizer.Template ? "different chat templates (answers would be laid out differently)" : null);
 
     public TrainingConfig Config => config;
     /// <summary>Things a user should know before the run (the CLI prints them).</summary>

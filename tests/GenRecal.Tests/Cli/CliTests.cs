@@ -197,8 +197,10 @@ public class SummarizeTests
         Assert.Contains("| teacher | 70.0 | 14.1 | 80.0, 60.0 | 20 |", md);
         Assert.Contains("| genrecal | 45.0 | 21.2 | 60.0, 30.0 | 20 |", md);
         Assert.Contains("| genrecal (paper) | 50.0 | 0.0 | 50.0 | 10 |", md);
-        // pooled: genrecal right where sft is on every question, plus 2 more of 20 → +10.0, the two discordant questions only
-        Assert.Contains("| genrecal − sft | +10.0 |", md);
-        Assert.Contains("| genrecal (paper) − sft | +10.0 |", md);
+        // per seed: genrecal − sft = +20.0 (seed 0) and 0.0 (seed 1); over both, +10.0 with a two-stage interval
+        Assert.Contains("| genrecal − sft | +10.0 [", md);
+        Assert.Contains("| +20.0, 0.0 | no |", md);          // seed 1 shows no gain: the interval reaches 0
+        Assert.Contains("| genrecal (paper) − sft | +10.0 [", md);
+        Assert.Contains("| +10.0 | no |", md);                // one seed, one discordant question of 10: the interval reaches 0
     }
 }

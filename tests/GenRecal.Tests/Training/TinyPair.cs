@@ -31,11 +31,12 @@ internal static class TinyPair
 
     static IEnumerable<string> Corpus => Conversations.SelectMany(c => new[] { c.Q, c.A, "\n" });
 
-    public static string Teacher(string root, string encoding = "o200k_base", long seed = 1)
+    /// <param name="scale">spread of the random weights: 0.05 gives near-uniform logits, larger a teacher with opinions</param>
+    public static string Teacher(string root, string encoding = "o200k_base", long seed = 1, double scale = 0.05)
     {
-        var tok = ModelTokenizer.BuildCompact(encoding, Corpus);
+        var tok = ModelTokenizer.Build(encoding, Corpus, ChatTemplate.ChatML);
         var text = TestSupport.TinyText(vocab: tok.VocabSize, hidden: 32, layers: 2, heads: 4, kvHeads: 2);
-        return Save(Path.Combine(root, "teacher"), new ModelConfig(text, null, null), tok, seed);
+        return Save(Path.Combine(root, "teacher"), new ModelConfig(text, null, null), tok, seed, scale);
     }
 
     public static string Student(string root, string encoding = "gpt2", long seed = 2)
@@ -77,10 +78,10 @@ internal static class TinyPair
         return dir;
     }
 
-    static string Save(string dir, ModelConfig config, ModelTokenizer tok, long seed)
+    static string Save(string dir, ModelConfig config, ModelTokenizer tok, long seed, double scale = 0.05)
     {
         var model = Pretrained.Create(config);
-        TestSupport.Randomize(model, seed, 0.05);
+        TestSupport.Randomize(model, seed, scale);
         Pretrained.Save(model, config, tok, dir);
         return dir;
     }
