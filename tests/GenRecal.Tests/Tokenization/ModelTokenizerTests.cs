@@ -117,7 +117,10 @@ public class ModelTokenizerTests
             ? ModelTokenizer.FromHfTokenizerJson(Path.Combine(TestSupport.Fixture("hf", "tiny-bpe-tokenizer"), "tokenizer.json"))
             : ModelTokenizer.FromTiktoken("o200k_base");
         var ordinary = "The quick brown fox jumps over the lazy dog, 12345 times!  Twice.";
-        Assert.Equal(tok.Encode(ordinary).Length, tok.EncodeBaseText(ordinary).Count);
+        // the cut changes nothing for text without long runs: the ids of the unwrapped base tokenizer (the hf kind's
+        // ordinary text is pinned to HuggingFace's own ids by HF_tokenizer_json_encodes_like_huggingface_tokenizers)
+        if (kind == "tiktoken")
+            Assert.Equal(Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForModel("gpt-4o").EncodeToIds(ordinary), tok.EncodeBaseText(ordinary));
         // pieces of a cut run are whole runs of at most MaxWordChars: decoding gives the text back
         var run = string.Concat(Enumerable.Repeat("ab", ModelTokenizer.MaxWordChars * 3));
         Assert.Equal(run, tok.DecodeBase(tok.EncodeBaseText(run)));
