@@ -82,7 +82,7 @@ public static class DemoReport
         sb.AppendLine($"- pair: identical token boundaries {r.Pair.IdenticalBoundaryShare.ToString("P1", Inv)}, tokens/char teacher {r.Pair.Teacher.TokensPerChar.ToString("F3", Inv)} vs student {r.Pair.Student.TokensPerChar.ToString("F3", Inv)}");
         foreach (var a in r.Arms) sb.AppendLine($"- `{a.Name}`: {a.Description}");
         sb.AppendLine();
-        sb.AppendLine("## Timings (seconds, this machine; about 0 where an earlier run's result was reused)");
+        sb.AppendLine("## Timings (seconds on this machine, as measured when each model was trained; data, teacher answers and evaluation: this run)");
         foreach (var (k, v) in r.Seconds) sb.AppendLine($"- {k}: {v.ToString(Inv)}");
         sb.AppendLine();
         string suffix = r.Variant == GenRecalVariants.Default ? "" : "-" + r.Variant;

@@ -51,16 +51,21 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
             .SelectMany(e => e.Turns.Select(t => t.Value.Replace("<image>", ""))).Concat(Enumerable.Range(0, 1000).Select(i => i.ToString())).ToList(); // every number the benchmark can ask about
 
         var teacherDir = Path.Combine(outDir, "runs", "teacher", "student");
-        Timed("teacher", () =>
+        var teacherRun = Path.Combine(outDir, "runs", "teacher");
+        if (File.Exists(Path.Combine(teacherDir, "config.json")))
         {
-            if (File.Exists(Path.Combine(teacherDir, "config.json"))) { log?.Invoke("reusing the teacher in " + teacherDir); return; }
+            log?.Invoke("reusing the teacher in " + teacherDir);
+            Recorded("teacher", teacherRun);
+        }
+        else
+        {
             if (ReportOnly) throw new FileNotFoundException($"{teacherDir}: no trained teacher to report on");
             var init = CreateModel(Path.Combine(outDir, "models", "teacher-init"), ModelTokenizer.Build(preset.TeacherTokenizer, corpus, ChatTemplate.ChatML),
                 preset.TeacherText, preset.TeacherVision, seed + 1);
             log?.Invoke($"training the teacher on its own set ({preset.TeacherSteps} steps)");
-            Fresh(Path.Combine(outDir, "runs", "teacher"));
-            train(Plan(init, null, Path.Combine(dataDir, "train.jsonl"), Path.Combine(outDir, "runs", "teacher"), [Stage.Sft], new() { [3] = preset.TeacherSteps }));
-        });
+            Fresh(teacherRun);
+            TimedTraining("teacher", teacherRun, () => train(Plan(init, null, Path.Combine(dataDir, "train.jsonl"), teacherRun, [Stage.Sft], new() { [3] = preset.TeacherSteps })));
+        }
         var teacher = Pretrained.Load(teacherDir); // disposed after the pair report
         var studentInit = CreateModel(Path.Combine(outDir, "models", "student-init"), ModelTokenizer.Build(preset.StudentTokenizer, corpus, ChatTemplate.Llama3),
             preset.StudentText, preset.StudentVision, seed + 2);
@@ -155,6 +160,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         if (ReportOnly)
         {
             if (!File.Exists(Path.Combine(arm.RunDir, "student", "config.json"))) throw new FileNotFoundException($"{arm.RunDir}: no trained student to report on");
+            Recorded(arm.Name, arm.RunDir);
             return;
         }
         // paths relative to OUT, so a moved or copied output directory still recognises its arms
@@ -167,11 +173,12 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         if (File.Exists(Path.Combine(arm.RunDir, "student", "config.json")) && File.Exists(stampPath) && File.ReadAllText(stampPath) == stamp)
         {
             log?.Invoke($"reusing {arm.Name} in {arm.RunDir}");
+            Recorded(arm.Name, arm.RunDir);
             return;
         }
         log?.Invoke($"training {arm.Name}: {arm.Description}");
         Fresh(arm.RunDir);
-        Timed(arm.Name, trainArm);
+        TimedTraining(arm.Name, arm.RunDir, trainArm);
         Tensors.AtomicFile.WriteAllText(stampPath, stamp);
     }
 
@@ -206,5 +213,21 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var sw = Stopwatch.StartNew();
         a();
         seconds[name] = Math.Round(sw.Elapsed.TotalSeconds, 1);
+    }
+
+    const string SecondsFile = "seconds.txt";
+
+    /// <summary>Times a training and records the figure in its run directory, so a later run that reuses the result
+    /// reports the time it was measured with.</summary>
+    void TimedTraining(string name, string runDir, Action a)
+    {
+        Timed(name, a);
+        Tensors.AtomicFile.WriteAllText(Path.Combine(runDir, SecondsFile), seconds[name].ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    void Recorded(string name, string runDir)
+    {
+        var file = Path.Combine(runDir, SecondsFile);
+        if (File.Exists(file) && double.TryParse(File.ReadAllText(file), System.Globalization.CultureInfo.InvariantCulture, out var s)) seconds[name] = s;
     }
 }

@@ -143,6 +143,17 @@ public class CliTests
         Assert.Equal(0, code2);
         Assert.Contains("reusing the teacher", out2);
         Assert.Contains("reusing kd-same-tokenizer", out2);
+        // --report-only trains nothing and reports the training times recorded when each model was trained
+        var before = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "results.json")))!["seconds"]!.AsObject();
+        var (code3, out3, err3) = Run("demo", "--preset", "miniature", "--out", output, "--seed", "1", "--report-only");
+        Assert.True(code3 == 0, err3);
+        Assert.DoesNotContain("training ", out3);
+        var after = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "results.json")))!["seconds"]!.AsObject();
+        foreach (var arm in rows) Assert.Equal(before[arm]!.GetValue<double>(), after[arm]!.GetValue<double>());
+        var empty = TestSupport.TempDir();
+        var (code4, _, err4) = Run("demo", "--preset", "miniature", "--out", empty, "--report-only");
+        Assert.Equal(2, code4);
+        Assert.Contains("no benchmark to report on", err4);
     }
 }
 
