@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 preset="${PRESET:-full}"
 seeds="${SEEDS:-0 1 2}"
+# the command to run: ./genrecal builds it from the checkout; GENRECAL="dotnet path/GenRecal.Cli.dll" uses a built one
+genrecal="${GENRECAL:-./genrecal}"
 if [ "${SKIP_RUNS:-0}" != 1 ]; then
   for seed in $seeds; do
-    ./genrecal demo --preset "$preset" --out "out/results-$preset-seed$seed" --seed "$seed"
+    $genrecal demo --preset "$preset" --out "out/results-$preset-seed$seed" --seed "$seed"
     dest="docs/results/$preset-seed$seed"
     mkdir -p "$dest"
     cp "out/results-$preset-seed$seed"/{report.md,results.json,losses.png,accuracy.png,families.png} "$dest/"
@@ -16,7 +18,7 @@ if [ "${SKIP_RUNS:-0}" != 1 ]; then
 fi
 dirs=()
 for seed in $seeds; do dirs+=("docs/results/$preset-seed$seed"); done
-summary="$(./genrecal summarize "${dirs[@]}")"
+summary="$($genrecal summarize "${dirs[@]}")"
 begin="<!-- results:$preset begin (bench/results.sh writes this block) -->"
 end="<!-- results:$preset end -->"
 SUMMARY="$summary" BEGIN="$begin" END="$end" python3 - docs/RESULTS.md <<'PY'
