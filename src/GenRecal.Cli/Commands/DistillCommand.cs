@@ -81,7 +81,7 @@ public static class DistillCommand
         }
         catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
         {
-            throw new TrainingStoppedException($"interrupted; {recipe.CheckpointNote()}");
+            throw new TrainingStoppedException($"interrupted; {recipe.CheckpointNote()} (rerun the same command with --resume)");
         }
         finally
         {

@@ -38,7 +38,7 @@ public static partial class SyntheticBenchmark
 
     public static void Generate(string outDir, Options o)
     {
-        if (File.Exists(outDir)) throw new ArgumentException($"{outDir}: --out is an existing file; it must be a folder");
+        if (File.Exists(outDir)) throw new ArgumentException($"{outDir}: the output path is an existing file; it must be a folder");
         var images = Path.Combine(outDir, "images");
         if (File.Exists(images)) throw new ArgumentException($"{images}: is a file; make-data writes its images into this folder");
         Directory.CreateDirectory(images);

@@ -28,5 +28,5 @@ public static class GenRecalVariants
     public const string Default = "embeddings";
 
     public static Func<TrainingConfig, TrainingConfig> Get(string name) =>
-        All.TryGetValue(name, out var v) ? v.Apply : throw new ArgumentException($"--variant: unknown variant '{name}' ({string.Join(", ", All.Keys)})");
+        All.TryGetValue(name, out var v) ? v.Apply : throw new ArgumentException($"unknown GenRecal variant '{name}' ({string.Join(", ", All.Keys)})");
 }

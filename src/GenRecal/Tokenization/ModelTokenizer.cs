@@ -317,7 +317,10 @@ public sealed partial class ModelTokenizer
         var vocab = model["vocab"] as JsonObject ?? throw new InvalidDataException($"{path}: missing 'model.vocab'");
         var vocabById = new Dictionary<int, string>();
         foreach (var (token, idNode) in vocab)
-            if (idNode is JsonValue v && v.TryGetValue<int>(out var id)) vocabById.TryAdd(id, token);
+            if (idNode is JsonValue v && v.TryGetValue<int>(out var id))
+            {
+                if (!vocabById.TryAdd(id, token)) throw new InvalidDataException($"{path}: model.vocab gives id {id} to both '{vocabById[id]}' and '{token}'");
+            }
             else throw new InvalidDataException($"{path}: model.vocab['{token}'] must be an integer id, found {Models.ConfigJson.Show(idNode)}");
         var merges = model["merges"] as JsonArray ?? throw new InvalidDataException($"{path}: missing 'model.merges'");
         var mergeLines = merges.Select(m => m switch

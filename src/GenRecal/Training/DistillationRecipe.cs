@@ -44,6 +44,9 @@ public sealed class DistillationRecipe : IDisposable
     readonly PretrainedModel student;
     PretrainedModel? teacher;
     readonly DistillationMethod method;
+    /// <summary>One per model for the whole run: each example tokenized and each image decoded once; disposed at the end.</summary>
+    Collator studentCollator = null!;
+    Collator? teacherCollator;
     Recalibrator? recalibrator;
     readonly CheckpointStore checkpoints;
     readonly MetricsLog metrics;
@@ -71,9 +74,9 @@ public sealed class DistillationRecipe : IDisposable
             metrics = new MetricsLog(Path.Combine(plan.OutDir, "metrics.jsonl"));
             var latest = checkpoints.Latest();
             if (latest is not null && !plan.Resume)
-                throw new ArgumentException($"{plan.OutDir} already holds checkpoints ({latest.Value.Dir}); pass --resume to continue, or choose another --out");
+                throw new ArgumentException($"{plan.OutDir} already holds checkpoints ({latest.Value.Dir}); resume the run to continue it, or choose another output directory");
             if (plan.Resume && latest is null)
-                throw new ArgumentException($"--resume: {checkpoints.Root} holds no checkpoint to resume from; run without --resume to start afresh");
+                throw new ArgumentException($"cannot resume: {checkpoints.Root} holds no checkpoint; start the run afresh instead");
             if (plan.Resume && latest is not null)
             {
                 (resumeDir, resumeFrom) = latest.Value;
@@ -106,6 +109,8 @@ public sealed class DistillationRecipe : IDisposable
                     if (data.Count == 0) throw new ArgumentException($"{plan.TeacherDir}: the teacher answered every example of {plan.DataPath} with nothing");
                     teacher.Model.Dispose();
                     teacher = null;
+                    teacherCollator?.Dispose();
+                    teacherCollator = null;
                 }
             }
             RunRecord.Write(plan.OutDir, config, plan.DataPath);
@@ -124,8 +129,11 @@ public sealed class DistillationRecipe : IDisposable
     List<ConversationExample> Validated(LlavaDataset.Result loaded)
     {
         var problems = new List<DataProblem>(loaded.Problems);
-        var models = new List<(string Role, Collator Collator)> { ("student", new Collator(student.Model, student.Tokenizer, config.MaxLength)) };
-        if (teacher is not null) models.Add(("teacher", new Collator(teacher.Model, teacher.Tokenizer, config.MaxLength)));
+        // the run's collators: what they encode here is what every stage's batches reuse
+        studentCollator = new Collator(student.Model, student.Tokenizer, config.MaxLength);
+        teacherCollator = teacher is null ? null : new Collator(teacher.Model, teacher.Tokenizer, config.MaxLength);
+        var models = new List<(string Role, Collator Collator)> { ("student", studentCollator) };
+        if (teacherCollator is not null) models.Add(("teacher", teacherCollator));
         var usable = new List<ConversationExample>();
         foreach (var ex in loaded.Examples)
         {
@@ -134,7 +142,7 @@ public sealed class DistillationRecipe : IDisposable
             else problems.Add(new DataProblem(plan.DataPath, ex.LineNumber, string.Join("; ", found)));
         }
         if (problems.Count > 0 && !plan.AllowBadDataLines)
-            throw new InvalidDataException(LlavaDataset.Unusable(plan.DataPath, problems).Message + " (--allow-bad-lines skips them)");
+            throw new InvalidDataException(LlavaDataset.Unusable(plan.DataPath, problems).Message + " (allowing bad lines skips them)");
         if (problems.Count > 0)
             Warnings.Add($"skipping {problems.Count} unusable line(s) of {plan.DataPath}: " + string.Join("; ", problems.OrderBy(p => p.Line).Select(p => $"line {p.Line}: {p.Problem}")));
         if (usable.Count == 0) throw new InvalidDataException($"{plan.DataPath}: no usable examples");
@@ -148,12 +156,12 @@ public sealed class DistillationRecipe : IDisposable
     /// <summary>OUT must be a folder we can write whose outputs overwrite neither input model.</summary>
     static void CheckOutDir(DistillationPlan plan)
     {
-        if (File.Exists(plan.OutDir)) throw new ArgumentException($"{plan.OutDir}: --out is an existing file; it must be a folder");
+        if (File.Exists(plan.OutDir)) throw new ArgumentException($"{plan.OutDir}: the output path is an existing file; it must be a folder");
         foreach (var (role, dir) in new[] { ("student", plan.StudentDir), ("teacher", plan.TeacherDir) })
         {
             if (dir is null) continue;
             if (SameDir(plan.OutDir, dir) || WrittenDirs.Select(w => Path.Combine(plan.OutDir, w)).Any(w => SameDir(w, dir) || IsInside(dir, w)))
-                throw new ArgumentException($"{plan.OutDir}: --out {(SameDir(plan.OutDir, dir) ? "is" : "contains")} the {role} directory {dir}, which the run would overwrite; choose another --out");
+                throw new ArgumentException($"{plan.OutDir}: the output directory {(SameDir(plan.OutDir, dir) ? "is" : "contains")} the {role} directory {dir}, which the run would overwrite; choose another output directory");
         }
         try
         {
@@ -171,7 +179,7 @@ public sealed class DistillationRecipe : IDisposable
 
     /// <summary>Where the run can continue from, for messages when it stops (a folder is named only if it holds a checkpoint).</summary>
     public string CheckpointNote() => checkpoints.Latest() is { } latest
-        ? $"the last good checkpoint is kept in {latest.Dir}; continue with the same command and --resume"
+        ? $"the last good checkpoint is kept in {latest.Dir}; resume the run to continue from it"
         : "no checkpoint was written yet, so a new run starts from the beginning";
 
     /// <summary>Releases OUT's lock (Run releases it too when it ends).</summary>
@@ -208,6 +216,8 @@ public sealed class DistillationRecipe : IDisposable
     public void Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         using var release = runLock;
+        using var students = studentCollator;
+        using var teachers = teacherCollator;
         TorchGc.Settle();
         if (resumeFrom is not null)
         {
@@ -243,8 +253,7 @@ public sealed class DistillationRecipe : IDisposable
         }
         var lossStep = stage.UsesTeacher() ? new GenRecalLossStep(teacher!.Model, student.Model, recalibrator!, config) : null;
         var logitStep = stage == Stage.Sft && method.ScoresWithTeacher() ? new LogitDistillationLossStep(teacher!.Model, student.Model, method, config) : null;
-        using var studentCollator = new Collator(student.Model, student.Tokenizer, config.MaxLength);
-        using var teacherCollator = lossStep is null && logitStep is null ? null : new Collator(teacher!.Model, teacher.Tokenizer, config.MaxLength);
+        var stageTeacherCollator = lossStep is null && logitStep is null ? null : teacherCollator;
         int perStep = config.BatchSize * config.GradAccumulation;
         var clock = Stopwatch.StartNew();
         using var noGc = new NoGcRegion();
@@ -263,7 +272,7 @@ public sealed class DistillationRecipe : IDisposable
             {
                 var examples = Batch(stage, (long)step * perStep + (long)micro * config.BatchSize);
                 using var sb = studentCollator.Collate(examples);
-                using var tb = teacherCollator?.Collate(examples);
+                using var tb = stageTeacherCollator?.Collate(examples);
                 tokens += sb.Tokens + (tb?.Tokens ?? 0);
                 var terms = lossStep is not null ? lossStep.Compute(tb!, sb, stage)
                     : logitStep is not null ? logitStep.Compute(tb!, sb)

@@ -29,7 +29,7 @@ public sealed class RunLock : IDisposable
         }
         catch (IOException e) when (e is not (FileNotFoundException or DirectoryNotFoundException))
         {
-            throw new ArgumentException($"{outDir}: OUT is in use by another run (it holds {path}); wait for that run to end or choose another --out ({e.Message})");
+            throw new ArgumentException($"{outDir}: OUT is in use by another run (it holds {path}); wait for that run to end or choose another output directory ({e.Message})");
         }
     }
 

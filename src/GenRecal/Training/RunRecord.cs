@@ -4,7 +4,7 @@ using GenRecal.Tensors;
 namespace GenRecal.Training;
 
 /// <summary>
-/// What a run was started with, kept in OUT so --resume can refuse anything that would break an exact resume:
+/// What a run was started with, kept in OUT so a resume can refuse anything that would break an exact resume:
 /// training_config.json (every key but checkpoint_every and keep_checkpoints, which change no step) and
 /// run.json (the data file's path, size and SHA-256; the data order is a function of its lines).
 /// </summary>
@@ -50,7 +50,7 @@ public static class RunRecord
         }
         else warnings.Add($"{runPath} is missing, so the data file cannot be compared with the original run's");
         if (changes.Count > 0)
-            throw new ArgumentException($"--resume would not continue the same run: {string.Join("; ", changes)}. Resume with the original settings and data, or start afresh in another --out");
+            throw new ArgumentException($"resuming would not continue the same run: {string.Join("; ", changes)}. Resume with the original settings and data, or start afresh in another output directory");
         return warnings;
     }
 

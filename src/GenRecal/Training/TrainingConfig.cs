@@ -17,7 +17,7 @@ public sealed record LossWeights
 }
 
 /// <summary>
-/// Everything a distillation run is configured by (JSON via --config, names in snake_case). Defaults follow
+/// Everything a distillation run is configured by (JSON, names in snake_case). Defaults follow
 /// docs/METHOD.md: AdamW, LR linear 1e-4 → 1e-5 within each stage, plain loss sum, T = 1, the Recalibrator
 /// trained jointly in stage 2 (the paper's stage table).
 /// </summary>

@@ -202,7 +202,7 @@ public class HostileInputTests
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var r = Run("distill", "--student", student, "--data", data, "--out", output, "--stages", "sft", "--config", config);
         AssertInputError(r, data, "5 unusable line(s)", "line 2: not valid UTF-8", "line 3: line is", "line 4: the conversation has 2 <image> tags",
-                         "line 5: image is truncated or corrupt", "line 6: student: the answer is cut off by the maximum length 32", "--allow-bad-lines");
+                         "line 5: image is truncated or corrupt", "line 6: student: the answer is cut off by the maximum length 32", "allowing bad lines skips them");
         Assert.False(File.Exists(Path.Combine(output, "training_config.json")));
         Assert.False(File.Exists(Path.Combine(output, "metrics.jsonl")));
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"validation took {clock.Elapsed}");
@@ -224,7 +224,7 @@ public class HostileInputTests
         var config = Path.Combine(root, "train.json");
         File.WriteAllText(config, """{"steps": {"1": 2}, "batch_size": 2, "checkpoint_every": 1, "seed": 3}""");
         string[] Args(params string[] extra) => ["distill", "--teacher", teacher, "--student", student, "--data", data, "--out", output, "--stages", "1", .. extra];
-        AssertInputError(Run(Args("--config", config, "--resume")), "holds no checkpoint to resume from");
+        AssertInputError(Run(Args("--config", config, "--resume")), "holds no checkpoint; start the run afresh");
         var first = Run(Args("--config", config));
         Assert.True(first.Code == 0, first.Err);
         var before = TestSupport.FilesUnder(output);
@@ -239,7 +239,7 @@ public class HostileInputTests
         Refused(Args("--config", changed, "--resume"), "seed was 3", "is 4 now");
         Refused(Args("--config", config, "--resume", "--batch-size", "3"), "batch_size was 2");
         Refused(Args("--config", config, "--resume", "--steps", "3"), "steps.1 was 2");
-        Refused(Args("--config", config), "--resume");
+        Refused(Args("--config", config), "already holds checkpoints", "resume the run");
         File.AppendAllText(data, File.ReadAllLines(data)[0] + "\n");
         Refused(Args("--config", config, "--resume"), "data sha256");
         File.Copy(Path.Combine(Models.Value, "data.jsonl"), data, overwrite: true);

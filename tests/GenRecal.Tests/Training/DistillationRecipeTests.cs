@@ -148,7 +148,7 @@ public class DistillationRecipeTests
     {
         var root = TestSupport.TempDir();
         new DistillationRecipe(Plan(root, [Stage.Alignment], Quick(s1: 2))).Run();
-        Assert.Contains("--resume", Assert.Throws<ArgumentException>(() => new DistillationRecipe(Plan(root, [Stage.Alignment], Quick(s1: 2)))).Message);
+        Assert.Contains("resume the run", Assert.Throws<ArgumentException>(() => new DistillationRecipe(Plan(root, [Stage.Alignment], Quick(s1: 2)))).Message);
     }
 
     static void CopyDir(string from, string to)
