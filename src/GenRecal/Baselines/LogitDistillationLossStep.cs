@@ -29,7 +29,7 @@ public sealed class LogitDistillationLossStep(CausalLanguageModel teacher, Causa
             teacherLogits = teacher.Head(AnswerRows.Gather(zl, tPaired));                        // [N, Vt]
         }
         var zs = GenRecalLossStep.Hidden(student, studentBatch);                                 // [B, Ts, Ds]
-        var ce = GenRecalLossStep.StudentCrossEntropy(student, zs, studentBatch);
+        var ce = GenRecalLossStep.StudentCrossEntropy(student, zs, studentBatch, sRows);
         var studentPaired = student.Head(AnswerRows.Gather(zs, sPaired));                        // [N, Vs]
         var all = ones(tPaired.Length, ScalarType.Bool);
         var w = config.LossWeights;

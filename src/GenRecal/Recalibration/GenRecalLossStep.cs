@@ -108,10 +108,10 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
     /// (the question's rows would be computed and then ignored: most of the head's cost at short answers).
     /// Equal to <see cref="DistillationLosses.NextTokenCrossEntropy"/> on the full logits.
     /// </summary>
-    public static Tensor StudentCrossEntropy(CausalLanguageModel student, Tensor hidden, ModelBatch batch)
+    public static Tensor StudentCrossEntropy(CausalLanguageModel student, Tensor hidden, ModelBatch batch, Baselines.AnswerRows? answerRows = null)
     {
         using var scope = NewDisposeScope();
-        var rows = Baselines.AnswerRows.Of(batch).Flat;
+        var rows = (answerRows ?? Baselines.AnswerRows.Of(batch)).Flat;
         var logits = student.Head(Baselines.AnswerRows.Gather(hidden, rows));                      // [N, V]
         return DistillationLosses.CrossEntropy(logits, Baselines.AnswerRows.Targets(batch, rows)).MoveToOuterDisposeScope();
     }
