@@ -16,7 +16,7 @@ namespace GenRecal.Baselines;
 /// </summary>
 public sealed class LogitDistillationLossStep(CausalLanguageModel teacher, CausalLanguageModel student, DistillationMethod method, TrainingConfig config)
 {
-    public Dictionary<string, Tensor> Compute(ModelBatch teacherBatch, ModelBatch studentBatch)
+    public LossTerms Compute(ModelBatch teacherBatch, ModelBatch studentBatch)
     {
         using var scope = NewDisposeScope();
         var tRows = AnswerRows.Of(teacherBatch);
@@ -33,18 +33,12 @@ public sealed class LogitDistillationLossStep(CausalLanguageModel teacher, Causa
         var studentPaired = student.Head(AnswerRows.Gather(zs, sPaired));                        // [N, Vs]
         var all = ones(tPaired.Length, ScalarType.Bool);
         var w = config.LossWeights;
-        var terms = new Dictionary<string, Tensor> { ["ce_student"] = ce };
         if (method == DistillationMethod.Kd)
         {
-            terms["kl"] = DistillationLosses.ForwardKl(teacherLogits, studentPaired, all, config.KlTemperature);
-            terms["loss"] = ce * w.CeStudent + terms["kl"] * w.Kl;
+            var kl = DistillationLosses.ForwardKl(teacherLogits, studentPaired, all, config.KlTemperature);
+            return new LossTerms(ce * w.CeStudent + kl * w.Kl) { CeStudent = ce, Kl = kl }.MoveToOuterDisposeScope();
         }
-        else
-        {
-            terms["uld"] = DistillationLosses.UldSortedL1(teacherLogits, studentPaired, all);
-            terms["loss"] = ce * w.CeStudent + terms["uld"] * w.Uld;
-        }
-        foreach (var v in terms.Values) v.MoveToOuterDisposeScope();
-        return terms;
+        var uld = DistillationLosses.UldSortedL1(teacherLogits, studentPaired, all);
+        return new LossTerms(ce * w.CeStudent + uld * w.Uld) { CeStudent = ce, Uld = uld }.MoveToOuterDisposeScope();
     }
 }

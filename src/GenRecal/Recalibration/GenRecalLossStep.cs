@@ -49,8 +49,8 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
     public static Tensor InputEmbeds(CausalLanguageModel model, ModelBatch batch) =>
         model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(batch.InputIds, batch.Pixels) : model.Embed(batch.InputIds);
 
-    /// <summary>The loss terms for <paramref name="stage"/> (1 or 2) and their weighted sum under "loss".</summary>
-    public Dictionary<string, Tensor> Compute(ModelBatch teacherBatch, ModelBatch studentBatch, Stage stage)
+    /// <summary>The loss terms for <paramref name="stage"/> (1 or 2) and their weighted sum.</summary>
+    public LossTerms Compute(ModelBatch teacherBatch, ModelBatch studentBatch, Stage stage)
     {
         using var scope = NewDisposeScope();
         var t = SplitOf(teacherBatch);
@@ -77,30 +77,26 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         var answerIn = recalibrator.Project(src);                                                  // [B, La, Ds]
         var r = recalibrator.Forward(zqs, s.QuestionLengths, s.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions); // [B, La, Dt]
         var recalLogits = teacher.Head(r).reshape(-1, vt);                                         // [B*La, Vt]
-        var terms = new Dictionary<string, Tensor>
-        {
-            ["ce_recal"] = DistillationLosses.CrossEntropy(recalLogits, gtFlat),
-            ["kl"] = DistillationLosses.ForwardKl(teacherFlat, recalLogits, valid, config.KlTemperature),
-        };
+        var ceRecal = DistillationLosses.CrossEntropy(recalLogits, gtFlat);
+        var kl = DistillationLosses.ForwardKl(teacherFlat, recalLogits, valid, config.KlTemperature);
         var w = config.LossWeights;
-        var loss = terms["ce_recal"] * w.CeRecal + terms["kl"] * w.Kl;
+        var loss = ceRecal * w.CeRecal + kl * w.Kl;
+        Tensor? regCe = null, regKl = null, ceStudent = null;
         if (stage == Stage.Alignment || config.RegularizerInStage2)
         {
             // Algorithm 2: the teacher's own question features through Proj-pre keep the bridge near the teacher's space
             var r2 = recalibrator.Forward(recalibrator.Project(zql), t.QuestionLengths, t.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions);
-            var regLogits = teacher.Head(r2).reshape(-1, vt);
-            terms["reg_ce"] = DistillationLosses.CrossEntropy(regLogits, gtFlat);
-            terms["reg_kl"] = DistillationLosses.ForwardKl(teacherFlat, regLogits, valid, config.KlTemperature);
-            loss = loss + terms["reg_ce"] * w.RegCe + terms["reg_kl"] * w.RegKl;
+            var regLogits = teacher.Head(r2).reshape(-1, vt);                                     // [B*La, Vt]
+            regCe = DistillationLosses.CrossEntropy(regLogits, gtFlat);
+            regKl = DistillationLosses.ForwardKl(teacherFlat, regLogits, valid, config.KlTemperature);
+            loss = loss + regCe * w.RegCe + regKl * w.RegKl;
         }
         if (stage == Stage.Distillation)
         {
-            terms["ce_student"] = StudentCrossEntropy(student, zs, studentBatch);
-            loss = loss + terms["ce_student"] * w.CeStudent;
+            ceStudent = StudentCrossEntropy(student, zs, studentBatch);
+            loss = loss + ceStudent * w.CeStudent;
         }
-        terms["loss"] = loss;
-        foreach (var v in terms.Values) v.MoveToOuterDisposeScope();
-        return terms;
+        return new LossTerms(loss) { CeRecal = ceRecal, Kl = kl, RegCe = regCe, RegKl = regKl, CeStudent = ceStudent }.MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -117,10 +113,10 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
     }
 
     /// <summary>Stage 3 and the SFT baseline: the student's own next-token loss.</summary>
-    public static Dictionary<string, Tensor> StudentOnly(CausalLanguageModel student, ModelBatch batch)
+    public static LossTerms StudentOnly(CausalLanguageModel student, ModelBatch batch)
     {
         using var scope = NewDisposeScope();
         var ce = StudentCrossEntropy(student, Hidden(student, batch), batch);
-        return new Dictionary<string, Tensor> { ["ce_student"] = ce.alias().MoveToOuterDisposeScope(), ["loss"] = ce.MoveToOuterDisposeScope() };
+        return new LossTerms(ce) { CeStudent = ce.alias() }.MoveToOuterDisposeScope();
     }
 }

@@ -277,11 +277,11 @@ public sealed class DistillationRecipe : IDisposable
                 var terms = lossStep is not null ? lossStep.Compute(tb!, sb, stage)
                     : logitStep is not null ? logitStep.Compute(tb!, sb)
                     : GenRecalLossStep.StudentOnly(student.Model, sb);
-                var values = terms.ToDictionary(kv => kv.Key, kv => kv.Value.item<float>());
+                var values = terms.Named().ToDictionary(p => p.Name, p => p.Value.item<float>());
                 if (values.Any(kv => !float.IsFinite(kv.Value)))
                     throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: loss is not finite ({string.Join(", ", values.Select(kv => $"{kv.Key}={kv.Value}"))}); " +
                         CheckpointNote());
-                (terms["loss"] / config.GradAccumulation).backward();
+                (terms.Loss / config.GradAccumulation).backward();
                 foreach (var (k, v) in values) sums[k] = sums.GetValueOrDefault(k) + v / config.GradAccumulation;
             }
             double gradNorm = config.GradClip > 0 ? nn.utils.clip_grad_norm_(trainable, config.GradClip) : 0;

@@ -62,9 +62,9 @@ public class BaselinesTests
                 tokens++;
             }
         }
-        Assert.Equal(uld / pairs, terms["uld"].item<float>(), 4);
-        Assert.Equal(ce / tokens, terms["ce_student"].item<float>(), 4);
-        Assert.Equal(ce / tokens + 1.5 * uld / pairs, terms["loss"].item<float>(), 4); // ULD's λ = 1.5
+        Assert.Equal(uld / pairs, terms.Uld!.item<float>(), 4);
+        Assert.Equal(ce / tokens, terms.CeStudent!.item<float>(), 4);
+        Assert.Equal(ce / tokens + 1.5 * uld / pairs, terms.Loss.item<float>(), 4); // ULD's λ = 1.5
     }
 
     [Fact]
@@ -79,8 +79,8 @@ public class BaselinesTests
         using var sb = new Collator(student.Model, student.Tokenizer, 64).Collate(examples);
 
         var self = new LogitDistillationLossStep(teacher.Model, teacher.Model, DistillationMethod.Kd, Config("kd")).Compute(tb, tb);
-        Assert.Equal(0, self["kl"].item<float>(), 5);
-        Assert.Equal(self["ce_student"].item<float>(), self["loss"].item<float>(), 5);
+        Assert.Equal(0, self.Kl!.item<float>(), 5);
+        Assert.Equal(self.CeStudent!.item<float>(), self.Loss.item<float>(), 5);
 
         var terms = new LogitDistillationLossStep(teacher.Model, student.Model, DistillationMethod.Kd, Config("kd")).Compute(tb, sb);
         var (tl, tp) = Naive(teacher, tb);
@@ -95,7 +95,7 @@ public class BaselinesTests
                 kl += pt.Zip(ps).Sum(x => x.First * Math.Log(x.First / (double)x.Second));
                 n++;
             }
-        Assert.Equal(kl / n, terms["kl"].item<float>(), 4);
+        Assert.Equal(kl / n, terms.Kl!.item<float>(), 4);
     }
 
     [Fact]
