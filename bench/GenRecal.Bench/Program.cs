@@ -24,13 +24,19 @@ double gflops = 20 * 2.0 * Math.Pow(1024, 3) / sw.Elapsed.TotalSeconds / 1e9;
 Console.WriteLine($"fp32 matmul 1024^2: {gflops:F1} GFLOP/s");
 
 var preset = DemoPreset.Quick;
+int cores = get_num_threads();
+// LibTorch's thread count (genrecal --threads): each size at one thread and at the default, interleaved
+int[] threadCounts = cores == 1 ? [1] : [1, cores, 1, cores];
+foreach (var threads in threadCounts)
 foreach (var (name, text) in new[] { ("teacher", preset.TeacherText), ("student", preset.StudentText) })
 {
+    set_num_threads(threads);
+    manual_seed(0);
     var model = new CausalLanguageModel(text with { VocabSize = 400 });
     var ids = randint(0, 400, [16, 64]);
     using (no_grad()) model.Logits(ids).Dispose();
     sw.Restart();
-    int reps = 10;
+    int reps = 30;
     using (no_grad()) for (int i = 0; i < reps; i++) model.Logits(ids).Dispose();
     double fwd = reps * ids.numel() / sw.Elapsed.TotalSeconds;
     var opt = optim.AdamW(model.parameters(), 1e-3);
@@ -43,8 +49,9 @@ foreach (var (name, text) in new[] { ("teacher", preset.TeacherText), ("student"
         opt.step();
     }
     double train = reps * ids.numel() / sw.Elapsed.TotalSeconds;
-    Console.WriteLine($"{name} (hidden {text.HiddenSize}, {text.NumHiddenLayers} layers, {model.CountParameters():N0} params): forward {fwd:N0} tok/s, train step {train:N0} tok/s, ratio {fwd / train:F2}");
+    Console.WriteLine($"{name} (hidden {text.HiddenSize}, {text.NumHiddenLayers} layers, {model.CountParameters():N0} params), {threads} thread(s): forward {fwd:N0} tok/s, train step {train:N0} tok/s, ratio {fwd / train:F2}");
 }
+set_num_threads(cores);
 
 // TorchSharp 0.107's scalar use-after-free (GenRecal.Runtime.TorchGc): the same tensor-plus-number loop for 10 s,
 // alone and with a second thread allocating; prints how far each got.
