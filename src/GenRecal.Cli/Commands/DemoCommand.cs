@@ -16,7 +16,7 @@ public static class DemoCommand
         var preset = new Option<string>("--preset") { Description = "quick (the README's main command) or full (docs/RESULTS.md)", DefaultValueFactory = _ => "quick" };
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "out/demo" };
         var seed = new Option<int>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
-        var variant = new Option<string>("--variant") { Description = $"configuration of the genrecal row (the genrecal-paper row is always the paper's form): {string.Join(", ", GenRecalVariants.All.Keys)}", DefaultValueFactory = _ => GenRecalVariants.Default };
+        var variant = new Option<string>("--variant") { Description = $"run the GenRecal arm in another configuration, as row genrecal-NAME, reusing every other arm already in OUT: {string.Join(", ", GenRecalVariants.All.Keys)}", DefaultValueFactory = _ => GenRecalVariants.Default };
         var explained = new Option<bool>("--explained") { Description = "train and evaluate on longer explained answers (\"... Answer: x\")" };
         var reportOnly = new Option<bool>("--report-only") { Description = "train nothing: evaluate the models already in OUT and write the report again" };
         var cmd = new Command("demo", "Make data, train a teacher, distill students with GenRecal and the baselines, and compare them") { preset, output, seed, variant, explained, reportOnly };
