@@ -45,6 +45,8 @@ public static class DistillCommand
     public static TrainingConfig Configure(string? path, int? steps, int? batch, string? method = null)
     {
         var c = path is null ? new TrainingConfig() : TrainingConfig.Load(path);
+        if (method is not null && !MethodNames.Contains(method))
+            throw new ArgumentException($"--method: unknown method '{method}' (known: {string.Join(", ", MethodNames)})");
         if (method == "genrecal-paper") c = Demo.GenRecalVariants.Get("paper")(c with { Method = "genrecal" });
         else if (method is not null) c = c with { Method = DistillationMethods.Parse(method, "--method").Name() };
         if (steps is { } s) c = c with { Steps = new() { [1] = s, [2] = s, [3] = s } };

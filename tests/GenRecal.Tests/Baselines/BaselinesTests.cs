@@ -146,6 +146,16 @@ public class BaselinesTests
     }
 
     [Fact]
+    public void An_unknown_method_is_refused_listing_every_method_the_cli_takes()
+    {
+        var e = Assert.Throws<ArgumentException>(() => GenRecal.Cli.Commands.DistillCommand.Configure(null, null, null, "foo"));
+        Assert.Contains("genrecal-paper", e.Message);
+        Assert.Contains("seqkd", e.Message);
+        var paper = GenRecal.Cli.Commands.DistillCommand.Configure(null, null, null, "genrecal-paper");
+        Assert.Equal(("genrecal", GenRecal.Recalibration.AnswerSource.TeacherHidden), (paper.Method, paper.Recalibrator.AnswerSource));
+    }
+
+    [Fact]
     public void Baseline_methods_refuse_genrecal_stages()
     {
         var root = TestSupport.TempDir();
