@@ -29,7 +29,9 @@ public static class DemoReport
         foreach (var g in names.Where(n => n.StartsWith("genrecal")))
             foreach (var other in new[] { "uld", "seqkd" })
                 if (names.Contains(other)) list.Add((g, other));
-        if (names.Contains("genrecal") && names.Contains("genrecal-paper")) list.Add(("genrecal", "genrecal-paper"));
+        // the default against each other GenRecal form (the paper's, a variant, an ablation)
+        if (names.Contains("genrecal"))
+            foreach (var g in names.Where(n => n.StartsWith("genrecal-") || n.StartsWith("genrecal (")).Order(StringComparer.Ordinal)) list.Add(("genrecal", g));
         return list;
     }
 

@@ -24,4 +24,23 @@ public class GenRecalVariantsTests
         Assert.Contains("paper", e.Message);
         Assert.Contains("embeddings", e.Message);
     }
+
+    [Fact]
+    public void The_no_kd_ablation_leaves_the_recalibrator_untouched_so_only_the_students_own_ce_trains()
+    {
+        var root = TestSupport.TempDir();
+        var config = GenRecalVariants.Get("no-kd")(new TrainingConfig { Steps = new() { [1] = 3 }, BatchSize = 4, CheckpointEvery = 0, LrStart = 1e-2 });
+        var recipe = new DistillationRecipe(new DistillationPlan
+        {
+            TeacherDir = GenRecal.Tests.Training.TinyPair.Teacher(root), StudentDir = GenRecal.Tests.Training.TinyPair.Student(root),
+            DataPath = GenRecal.Tests.Training.TinyPair.WriteData(root), OutDir = Path.Combine(root, "out"), Stages = [Stage.Alignment], Config = config,
+        });
+        var before = recipe.Recalibrator!.named_parameters().ToDictionary(p => p.name, p => p.parameter.bytes.ToArray());
+        recipe.Run();
+        Assert.All(recipe.Recalibrator!.named_parameters(), p => Assert.Equal(before[p.name], p.parameter.bytes.ToArray()));
+        // the terms are still computed and logged, weighted 0 in the total
+        var last = MetricsLog.Read(Path.Combine(root, "out", "metrics.jsonl"))[^1];
+        Assert.True(last["kl"]!.GetValue<double>() > 0);
+        Assert.Equal(0, last["loss"]!.GetValue<double>());
+    }
 }
