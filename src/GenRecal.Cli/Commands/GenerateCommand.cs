@@ -43,15 +43,15 @@ public static class GenerateCommand
         int imageTokens = 0;
         if (imagePath is not null)
         {
+            if (raw) throw new ArgumentException("--raw cannot be combined with --image");
             var vlm = pm.Vlm ?? throw new ArgumentException($"{modelDir}: --image given but the model has no vision encoder");
-            pixels = ImagePreprocessor.Load(imagePath, vlm.Vision).unsqueeze(0);
-            imageTokens = vlm.NumImageTokens;
-            if (!prompt.Contains(tok.Template.ImagePlaceholder)) prompt = tok.Template.ImagePlaceholder + "\n" + prompt;
+            pixels = vlm.LoadImage(imagePath); // [tiles, C, H, W]
+            imageTokens = vlm.ImageTokens(pixels.shape[0]);
         }
-        else if (prompt.Contains(tok.Template.ImagePlaceholder))
+        else if (!raw && prompt.Contains(tok.Template.ImagePlaceholder))
             throw new ArgumentException($"the prompt contains {tok.Template.ImagePlaceholder} but no --image was given");
+        // the image block goes where the prompt has the placeholder, else on a line before it, as the family's chat() does
         var ids = raw ? tok.Encode(prompt) : ChatEncoder.EncodePrompt(tok, prompt, imageTokens);
-        if (raw && imageTokens > 0) throw new ArgumentException("--raw cannot be combined with --image");
         PromptLimits.Check(pm, ids.Length, options.MaxNewTokens, "--prompt");
         var stop = raw ? new[] { tok.PadId } : new[] { tok.EndOfTurnId, tok.PadId };
         var output = TextGenerator.Generate(pm.Model, ids, options with { StopTokens = stop }, pixels);

@@ -4,7 +4,7 @@ using Spectre.Console;
 
 namespace GenRecal.Cli.Commands;
 
-/// <summary>genrecal inspect: architecture, parameter counts per component, tokenizer and vocabulary.</summary>
+/// <summary>genrecal inspect: the family, parameter counts per component, the image-token rule, tokenizer and template.</summary>
 public static class InspectCommand
 {
     public static Command Create()
@@ -17,29 +17,36 @@ public static class InspectCommand
 
     static int Run(string dir)
     {
-        var pm = Pretrained.Load(dir);
+        using var pm = Pretrained.Load(dir);
         var t = pm.Config.Text;
-        var table = new Table().AddColumn("component").AddColumn(new TableColumn("parameters").RightAligned()).AddColumn("shape");
         var m = pm.Model;
-        table.AddRow("embed_tokens", $"{m.CountParameters("model.embed_tokens"):N0}", $"{t.VocabSize} x {t.HiddenSize}");
-        table.AddRow("decoder body", $"{m.CountParameters("model.layers"):N0}",
-            $"{t.NumHiddenLayers} layers, {t.NumAttentionHeads} heads / {t.NumKeyValueHeads} kv, head_dim {t.HeadDim}, ffn {t.IntermediateSize}");
-        table.AddRow("lm_head", t.TieWordEmbeddings ? "tied" : $"{m.CountParameters("lm_head"):N0}", $"{t.HiddenSize} -> {t.VocabSize}");
+        var family = pm.Config.Family;
+        // parameter counts per component, under the checkpoint's own key names
+        long Count(ModelComponent c) => m.named_parameters().Where(p => ModelComponents.Of(p.name) == c).Sum(p => p.parameter.numel());
+        string Prefix(string ours) => family.CheckpointKey(ours + ".")[..^1];
+        var table = new Table().AddColumn("component").AddColumn("checkpoint keys").AddColumn(new TableColumn("parameters").RightAligned()).AddColumn("shape");
         if (pm.Vlm is { } vlm)
         {
             var v = vlm.Vision;
-            table.AddRow("vision encoder", $"{m.CountParameters("vision_model"):N0}",
-                $"{v.ImageSize}px, patch {v.PatchSize}, {v.NumHiddenLayers} layers, width {v.HiddenSize}");
-            table.AddRow("projector", $"{m.CountParameters("mlp1"):N0}",
-                $"pixel shuffle x{v.ShuffleFactor} -> {vlm.NumImageTokens} image tokens");
+            table.AddRow("vision encoder", Prefix("vision_model"), $"{Count(ModelComponent.VisionEncoder):N0}",
+                $"{v.TileSize}px tiles, patch {v.PatchSize}, {v.NumHiddenLayers} layers (output of {v.LayersUsed}), width {v.HiddenSize}" +
+                $"{(v.ClassToken ? ", class token" : "")}{(v.LayerScale ? ", layer scale" : "")}{(v.QkNormalization ? ", qk-norm" : "")}, {v.NormType}");
+            table.AddRow("projector", Prefix("mlp1"), $"{Count(ModelComponent.Projector):N0}", $"pixel shuffle x{v.ShuffleFactor} ({v.PixelShuffleVersion}), MLP to {t.HiddenSize}");
         }
-        table.AddRow("[bold]total[/]", $"[bold]{m.CountParameters():N0}[/]", "");
-        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(dir)}[/]: {t.ModelType}, hidden {t.HiddenSize}, rope_theta {t.RopeTheta}");
+        table.AddRow("body", Prefix("model"), $"{Count(ModelComponent.Body):N0}",
+            $"{t.ModelType}: embeddings {t.VocabSize} x {t.HiddenSize}, {t.NumHiddenLayers} layers, {t.NumAttentionHeads} heads / {t.NumKeyValueHeads} kv, head_dim {t.HeadDim}, ffn {t.IntermediateSize}");
+        table.AddRow("head", t.TieWordEmbeddings ? "(tied to the embeddings)" : Prefix("lm_head"), t.TieWordEmbeddings ? "tied" : $"{Count(ModelComponent.Head):N0}", $"{t.HiddenSize} -> {t.VocabSize}");
+        table.AddRow("[bold]total[/]", "", $"[bold]{m.CountParameters():N0}[/]", "");
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(dir)}[/]: family {Markup.Escape(family.Name)}, rope_theta {t.RopeTheta}");
         AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine($"images: {Markup.Escape(family.ImageRule(pm.Config))}" + (pm.Config.ImageTokenId is { } img ? $"; image token id {img}" : ""));
         var tok = pm.Tokenizer;
         AnsiConsole.MarkupLine($"tokenizer: {Markup.Escape(tok.BaseName)}{(tok.IsCompact ? $" (compact: {tok.VocabSize} of {tok.BaseVocabSize} base ids)" : "")}, vocabulary {tok.VocabSize}");
-        AnsiConsole.MarkupLine($"special tokens: {Markup.Escape(string.Join(", ", tok.SpecialTokens.Select(kv => $"{kv.Key}={kv.Value}")))}");
-        AnsiConsole.MarkupLine($"chat template: user {Markup.Escape(Quote(tok.Template.UserPrefix))}, assistant {Markup.Escape(Quote(tok.Template.AssistantPrefix))}, end {Markup.Escape(Quote(tok.Template.EndOfTurn))}");
+        AnsiConsole.MarkupLine($"special tokens: {Markup.Escape(string.Join(", ", tok.SpecialTokens.OrderBy(kv => kv.Value).Take(24).Select(kv => $"{kv.Key}={kv.Value}")))}{(tok.SpecialTokens.Count > 24 ? $" (+{tok.SpecialTokens.Count - 24} more)" : "")}");
+        var tpl = tok.Template;
+        AnsiConsole.MarkupLine($"chat template{(pm.Config.TemplateName is { } name ? $" '{Markup.Escape(name)}'" : "")}: " +
+            $"{(tpl.SystemPrefix.Length > 0 ? $"system {Markup.Escape(Quote(tpl.SystemPrefix))}, " : "")}user {Markup.Escape(Quote(tpl.UserPrefix))}, " +
+            $"assistant {Markup.Escape(Quote(tpl.AssistantPrefix))}, end {Markup.Escape(Quote(tpl.EndOfTurn))}, image {Markup.Escape(Quote(tpl.ImageBlock(1)))}");
         return ExitCodes.Success;
     }
 

@@ -20,8 +20,9 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
     public EncodedChat Encode(ConversationExample ex)
     {
         if (encodedCache.TryGetValue(ex, out var e)) return e;
-        return encodedCache[ex] = ChatEncoder.EncodeConversation(tokenizer, ex.Turns, ex.ImagePath is null ? 0 : Vlm?.NumImageTokens
-            ?? throw new ArgumentException($"example '{ex.Id}' has an image but the model has no vision encoder"));
+        int imageTokens = ex.ImagePath is null ? 0 : Vlm?.ImageTokens(Image(ex.ImagePath).shape[0])
+            ?? throw new ArgumentException($"example '{ex.Id}' has an image but the model has no vision encoder");
+        return encodedCache[ex] = ChatEncoder.EncodeConversation(tokenizer, ex.Turns, imageTokens);
     }
 
     public void Dispose()
@@ -66,8 +67,8 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
         }
         Tensor? pixels = null;
         var withImages = examples.Where(e => e.ImagePath is not null).ToList();
-        if (withImages.Count > 0 && Vlm is { } vlm)
-            pixels = stack(withImages.Select(e => Image(e.ImagePath!, vlm.Vision)).ToArray()); // [N, C, H, W]
+        if (withImages.Count > 0 && Vlm is not null)
+            pixels = cat(withImages.Select(e => Image(e.ImagePath!)).ToArray(), 0); // [tiles, C, H, W]
         return new ModelBatch
         {
             InputIds = tensor(ids).reshape(b, t),
@@ -79,11 +80,12 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
         };
     }
 
-    Tensor Image(string path, VisionConfig v)
+    /// <summary>The image as this model's family preprocesses it, [tiles, C, H, W], decoded once.</summary>
+    Tensor Image(string path)
     {
         if (!imageCache.TryGetValue(path, out var t))
         {
-            t = ImagePreprocessor.Load(path, v);
+            t = Vlm!.LoadImage(path);
             t.DetachFromDisposeScope();
             imageCache[path] = t;
         }

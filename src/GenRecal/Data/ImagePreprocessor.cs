@@ -38,18 +38,50 @@ public static class ImagePreprocessor
         using var resized = image.Width == v.ImageSize && image.Height == v.ImageSize
             ? image.Copy()
             : image.Resize(new SKImageInfo(v.ImageSize, v.ImageSize), new SKSamplingOptions(SKFilterMode.Linear));
-        int n = v.ImageSize * v.ImageSize;
-        var data = new float[3 * n];
+        var rgb = new byte[v.ImageSize * v.ImageSize * 3];
         for (int y = 0; y < v.ImageSize; y++)
             for (int x = 0; x < v.ImageSize; x++)
             {
                 var c = resized.GetPixel(x, y);
-                int i = y * v.ImageSize + x;
-                data[i] = (float)((c.Red / 255.0 - v.ImageMean[0]) / v.ImageStd[0]);
-                data[n + i] = (float)((c.Green / 255.0 - v.ImageMean[1]) / v.ImageStd[1]);
-                data[2 * n + i] = (float)((c.Blue / 255.0 - v.ImageMean[2]) / v.ImageStd[2]);
+                int i = (y * v.ImageSize + x) * 3;
+                (rgb[i], rgb[i + 1], rgb[i + 2]) = (c.Red, c.Green, c.Blue);
             }
-        return tensor(data).reshape(3, v.ImageSize, v.ImageSize); // [C, H, W]
+        return Normalize(rgb, v.ImageSize, v);
+    }
+
+    /// <summary>Square RGB bytes → [3, S, S] pixel values: scaled to [0, 1], then (x − mean) / std per channel.</summary>
+    public static Tensor Normalize(byte[] rgb, int size, VisionConfig v)
+    {
+        int n = size * size;
+        var data = new float[3 * n];
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < 3; c++)
+                data[c * n + i] = (float)((rgb[i * 3 + c] / 255.0 - v.ImageMean[c]) / v.ImageStd[c]);
+        return tensor(data).reshape(3, size, size); // [C, H, W]
+    }
+
+    /// <summary>The image's RGB bytes (row-major, alpha dropped as PIL's convert("RGB") drops it) and its size.</summary>
+    public static (byte[] Rgb, int Width, int Height) DecodeRgb(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: image not found", path);
+        if (Problem(path) is { } problem) throw new InvalidDataException($"{path}: {problem}");
+        using var codec = SKCodec.Create(path);
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var bitmap = new SKBitmap(info);
+        var result = codec.GetPixels(info, bitmap.GetPixels());
+        if (result != SKCodecResult.Success) throw new InvalidDataException($"{path}: image is truncated or corrupt ({result})");
+        var rgba = bitmap.Bytes;
+        var rgb = new byte[info.Width * info.Height * 3];
+        for (int i = 0, n = info.Width * info.Height; i < n; i++)
+            (rgb[i * 3], rgb[i * 3 + 1], rgb[i * 3 + 2]) = (rgba[i * 4], rgba[i * 4 + 1], rgba[i * 4 + 2]);
+        return (rgb, info.Width, info.Height);
+    }
+
+    /// <summary>Width and height from the image's header (no pixels decoded).</summary>
+    public static (int Width, int Height) Size(string path)
+    {
+        using var codec = SKCodec.Create(path) ?? throw new InvalidDataException($"{path}: not a decodable PNG or JPEG image");
+        return (codec.Info.Width, codec.Info.Height);
     }
 
     public static Tensor Load(string path, VisionConfig v)

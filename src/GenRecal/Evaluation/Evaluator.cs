@@ -84,12 +84,13 @@ public static class Evaluator
             if (ex.ImagePath is not null)
             {
                 var vlm = model.Vlm ?? throw new ArgumentException($"example '{ex.Id}' has an image but {model.Directory} has no vision encoder");
-                images.Add(ImagePreprocessor.Load(ex.ImagePath, vlm.Vision));
-                imageTokens = vlm.NumImageTokens;
+                var tiles = vlm.LoadImage(ex.ImagePath);
+                images.Add(tiles);
+                imageTokens = vlm.ImageTokens(tiles.shape[0]);
             }
             prompts.Add(ChatEncoder.EncodePrompt(tok, ex.Question, imageTokens));
         }
-        using var pixels = images.Count > 0 ? TorchSharp.torch.stack(images) : null; // [N, C, H, W]
+        using var pixels = images.Count > 0 ? TorchSharp.torch.cat(images, 0) : null; // [tiles, C, H, W]
         var outputs = TextGenerator.GenerateGreedyBatch(model.Model, prompts, maxNewTokens, [tok.EndOfTurnId, tok.PadId], tok.PadId, pixels);
         foreach (var img in images) img.Dispose();
         return outputs.Select(o => tok.Decode(o, skipSpecial: true)).ToList();

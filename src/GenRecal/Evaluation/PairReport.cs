@@ -84,14 +84,14 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
         foreach (var ex in examples)
         {
             if (ex.ImagePath is not null && m.Vlm is null) { missingVision++; continue; }
-            var enc = ChatEncoder.EncodeConversation(m.Tokenizer, ex.Turns, ex.ImagePath is null ? 0 : m.Vlm!.NumImageTokens);
+            var enc = ChatEncoder.EncodeConversation(m.Tokenizer, ex.Turns, ex.ImagePath is null ? 0 : m.Vlm!.ImageTokensFor(ex.ImagePath));
             if (enc.Ids.Length > maxLength) over++;
             if (enc.FirstAnswerStart >= maxLength) cut++;
         }
         var c = m.Config.Text;
         var tpl = m.Tokenizer.Template;
         return new PairSide(name, m.Tokenizer.BaseName + (m.Tokenizer.IsCompact ? " (compact)" : ""), m.Tokenizer.VocabSize, c.HiddenSize, c.NumHiddenLayers,
-            m.Vlm?.NumImageTokens, chars == 0 ? 0 : (double)tokens / chars, over, cut, unknown, missingVision,
+            m.Vlm?.TokensPerTile, chars == 0 ? 0 : (double)tokens / chars, over, cut, unknown, missingVision,
             (tpl.UserPrefix + "…" + tpl.EndOfTurn).Replace("\n", "\\n"));
     }
 

@@ -23,11 +23,11 @@ public static class PromptLimits
     public static void CheckAll(PretrainedModel model, IReadOnlyList<ConversationExample> examples, int maxNewTokens, string dataPath)
     {
         int limit = model.Config.Text.MaxPositionEmbeddings;
-        int imageTokens = model.Vlm?.NumImageTokens ?? 0;
         var tooLong = new List<string>();
         foreach (var ex in examples)
         {
-            int n = ChatEncoder.EncodePrompt(model.Tokenizer, ex.Question, ex.ImagePath is null ? 0 : imageTokens).Length;
+            int imageTokens = ex.ImagePath is not null && model.Vlm is { } vlm ? vlm.ImageTokensFor(ex.ImagePath) : 0;
+            int n = ChatEncoder.EncodePrompt(model.Tokenizer, ex.Question, imageTokens).Length;
             if (n + maxNewTokens > limit) tooLong.Add($"line {ex.LineNumber}: {n} prompt tokens");
         }
         if (tooLong.Count > 0)

@@ -31,6 +31,7 @@ public sealed record LanguageModelConfig
             throw j.Invalid("model_type", $"is '{type}'; supported: qwen2, llama (and genrecal_vlm)");
         int heads = j.Required<int>("num_attention_heads");
         int hidden = j.Required<int>("hidden_size");
+        RefuseUnimplemented(j);
         // transformers >= 5 writes rope_theta inside rope_parameters; older versions at the top level.
         double theta = j.Section("rope_parameters")?.Optional<double?>("rope_theta") ?? j.Optional<double?>("rope_theta") ?? 10000;
         var config = new LanguageModelConfig
@@ -51,6 +52,20 @@ public sealed record LanguageModelConfig
         };
         config.Validate(j.File);
         return config;
+    }
+
+    /// <summary>Settings that change the numbers and are not implemented are refused by name, never ignored.</summary>
+    static void RefuseUnimplemented(ConfigJson j)
+    {
+        foreach (var key in new[] { "rope_scaling", "rope_parameters" })
+            if (j.Section(key) is { } rope && (rope.Optional<string>("rope_type") ?? rope.Optional<string>("type")) is { } ropeType && ropeType != "default")
+                throw j.Invalid(key, $"has rope type '{ropeType}', which is not implemented (only default rotary positions)");
+        if (j.Optional<string>("hidden_act") is { } act && act != "silu")
+            throw j.Invalid("hidden_act", $"is '{act}'; only silu (SwiGLU) is implemented");
+        if (j.Optional<bool?>("use_sliding_window") == true)
+            throw j.Invalid("use_sliding_window", "is true; sliding-window attention is not implemented");
+        if (j.Optional<bool?>("mlp_bias") == true)
+            throw j.Invalid("mlp_bias", "is true; MLP biases are not implemented");
     }
 
     public void Validate(string file)

@@ -1,39 +1,32 @@
 using System.Text.Json.Nodes;
+using GenRecal.Models.Families;
 
 namespace GenRecal.Models;
 
+/// <summary>How a family cuts an image into encoder tiles (InternVL's dynamic tiling); null for one resized tile.</summary>
+public sealed record ImageTiling(int MinTiles, int MaxTiles, bool Thumbnail);
+
 /// <summary>
-/// Everything config.json says about a model: the HF text-model keys at the top level (so a VLM
-/// checkpoint still reads as a plain Qwen2/LLaMA one), an optional "vision_config", and a "genrecal"
-/// section for what HF has no key for (the image placeholder token id).
+/// What every family's config.json says in common terms: the language model, the vision encoder and projector, the
+/// image-context token id, how images are tiled and which chat template the family's code uses. <see cref="Family"/>
+/// reads and writes the family's own file layout; <see cref="Source"/> keeps the file as read, so a model saved back
+/// keeps every key the project does not use.
 /// </summary>
 public sealed record ModelConfig(LanguageModelConfig Text, VisionConfig? Vision, int? ImageTokenId)
 {
     public const string FileName = "config.json";
 
+    public ModelFamily Family { get; init; } = ModelFamilies.GenRecal;
+    public ImageTiling? Tiling { get; init; }
+    /// <summary>The family's template name (InternVL's "template" key), null where the tokenizer files carry it.</summary>
+    public string? TemplateName { get; init; }
+    public JsonObject? Source { get; init; }
+
     public static ModelConfig Load(string dir)
     {
         var j = ConfigJson.Parse(Path.Combine(dir, FileName));
-        var text = LanguageModelConfig.Read(j);
-        var vision = j.Section("vision_config") is { } v ? VisionConfig.Read(v) : null;
-        int? imageToken = j.Section("genrecal")?.Optional<int?>("image_token_id");
-        if (vision is not null && imageToken is null)
-            throw new InvalidDataException($"{j.File}: has vision_config but no genrecal.image_token_id");
-        if (imageToken is { } id && (id < 0 || id >= text.VocabSize))
-            throw new InvalidDataException($"{j.File}: genrecal.image_token_id {id} is outside the vocabulary (vocab_size {text.VocabSize})");
-        return new ModelConfig(text, vision, imageToken);
+        return ModelFamilies.For(j).ReadConfig(j);
     }
 
-    public JsonObject ToJson()
-    {
-        var json = new JsonObject();
-        Text.WriteTo(json);
-        if (Vision is not null)
-        {
-            json["model_type"] = Text.ModelType;
-            json["vision_config"] = Vision.ToJson();
-            json["genrecal"] = new JsonObject { ["image_token_id"] = ImageTokenId };
-        }
-        return json;
-    }
+    public JsonObject ToJson() => Family.WriteConfig(this);
 }

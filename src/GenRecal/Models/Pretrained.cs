@@ -33,38 +33,44 @@ public static class Pretrained
     {
         if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: model directory not found");
         var config = ModelConfig.Load(dir);
-        var tokenizer = ModelTokenizer.Load(dir);
+        var tokenizer = config.Family.LoadTokenizer(dir, config);
+        string configPath = Path.Combine(dir, ModelConfig.FileName);
         if (tokenizer.VocabSize > config.Text.VocabSize)
-            throw new InvalidDataException($"{Path.Combine(dir, ModelConfig.FileName)}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({Path.Combine(dir, ModelTokenizer.ConfigFileName)})");
-        if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImagePlaceholder, out var tokImg) && img != tokImg)
-            throw new InvalidDataException($"{Path.Combine(dir, ModelConfig.FileName)}: genrecal.image_token_id {img} differs from the tokenizer's '{tokenizer.Template.ImagePlaceholder}' id {tokImg}");
+            throw new InvalidDataException($"{configPath}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({dir})");
+        // a family that takes the image token from the tokenizer (InternVL) has no id in its config
+        if (config.Vision is not null && config.ImageTokenId is null) config = config with { ImageTokenId = tokenizer.ImageTokenId };
+        if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImageContext, out var tokImg) && img != tokImg)
+            throw new InvalidDataException($"{configPath}: image token id {img} differs from the tokenizer's '{tokenizer.Template.ImageContext}' id {tokImg}");
         var model = Create(config);
-        LoadWeights(model, dir);
+        LoadWeights(model, dir, keyOf: config.Family.CheckpointKey);
         model.eval();
         return new PretrainedModel(model, config, tokenizer, dir);
     }
 
+    /// <summary>Writes the model in its family's own layout: its config.json, its checkpoint key names, the tokenizer files.</summary>
     public static void Save(CausalLanguageModel model, ModelConfig config, ModelTokenizer tokenizer, string dir)
     {
         System.IO.Directory.CreateDirectory(dir);
         AtomicFile.WriteAllText(Path.Combine(dir, ModelConfig.FileName), config.ToJson().ToJsonString(new() { WriteIndented = true }));
-        Safetensors.Save(Path.Combine(dir, WeightsFileName), StateDict(model), new Dictionary<string, string> { ["format"] = "pt" });
+        Safetensors.Save(Path.Combine(dir, WeightsFileName), StateDict(model, config.Family.CheckpointKey), new Dictionary<string, string> { ["format"] = "pt" });
         var index = Path.Combine(dir, IndexFileName);
         if (File.Exists(index)) File.Delete(index); // a stale shard index would shadow the new single file
         tokenizer.Save(dir);
     }
 
-    /// <summary>The parameters under their HF names (all parameters are saved; buffers are recomputed).</summary>
-    public static Dictionary<string, Tensor> StateDict(nn.Module model) =>
-        model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
+    /// <summary>The parameters under their checkpoint names (our names unless <paramref name="keyOf"/> maps them; all
+    /// parameters are saved, buffers are recomputed).</summary>
+    public static Dictionary<string, Tensor> StateDict(nn.Module model, Func<string, string>? keyOf = null) =>
+        model.named_parameters().ToDictionary(p => keyOf?.Invoke(p.name) ?? p.name, p => (Tensor)p.parameter);
 
-    /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>.</summary>
-    public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName)
+    /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>; <paramref name="keyOf"/>
+    /// gives each parameter's name in the files.</summary>
+    public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName, Func<string, string>? keyOf = null)
     {
         var (tensors, files) = ReadWeightFiles(dir, weightsFile);
         try
         {
-            Assign(model, tensors, files, dir);
+            Assign(model, tensors, files, dir, keyOf ?? (n => n));
         }
         finally
         {
@@ -112,9 +118,9 @@ public static class Pretrained
         return all.item<bool>();
     }
 
-    static void Assign(nn.Module model, Dictionary<string, Tensor> tensors, Dictionary<string, string> files, string dir)
+    static void Assign(nn.Module model, Dictionary<string, Tensor> tensors, Dictionary<string, string> files, string dir, Func<string, string> keyOf)
     {
-        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var parameters = model.named_parameters().ToDictionary(p => keyOf(p.name), p => p.parameter);
         var missing = parameters.Keys.Where(k => !tensors.ContainsKey(k)).ToList();
         // HF drops lm_head.weight from tied checkpoints; with tied embeddings we have no lm_head at all.
         var unexpected = tensors.Keys.Where(k => !parameters.ContainsKey(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();

@@ -22,11 +22,36 @@ public sealed record VisionConfig
     public double[] ImageMean { get; init; } = [0.485, 0.456, 0.406];
     public double[] ImageStd { get; init; } = [0.229, 0.224, 0.225];
 
-    public int PatchesPerSide => ImageSize / PatchSize;
+    // InternViT options (modeling_intern_vit.py). The defaults are the project's own encoder: no class token,
+    // no layer scale, LayerNorm, q/k/v bias, every layer's output used.
+    /// <summary>A learned class token before the patches (InternViT's class_embedding); dropped before the projector.</summary>
+    public bool ClassToken { get; init; }
+    /// <summary>Per-channel residual scales ls1, ls2 (InternViT's layer scale).</summary>
+    public bool LayerScale { get; init; }
+    public bool QkvBias { get; init; } = true;
+    /// <summary>RMS norms on the full-width q and k before the heads split (InternViT-6B's qk_normalization).</summary>
+    public bool QkNormalization { get; init; }
+    /// <summary>"layer_norm" or "rms_norm" for norm1/norm2 (InternViT's norm_type).</summary>
+    public string NormType { get; init; } = "layer_norm";
+    /// <summary>Which hidden state feeds the projector: -1 the last layer's output, -2 the one before, ... (InternVL's
+    /// select_layer; index into (embeddings, layer 1, ..., layer N)).</summary>
+    public int SelectLayer { get; init; } = -1;
+    /// <summary>Pixel-shuffle version: "v2" ends with InternVL's extra transpose, "v1" without it.</summary>
+    public string PixelShuffleVersion { get; init; } = "v2";
+    /// <summary>Side of the square the encoder is run on (InternVL's force_image_size); the position embedding is
+    /// stored for <see cref="ImageSize"/> and interpolated bicubically when the two differ.</summary>
+    public int? InputSize { get; init; }
+
+    public int TileSize => InputSize ?? ImageSize;
+    public int PositionGrid => ImageSize / PatchSize;
+    public int PatchesPerSide => TileSize / PatchSize;
     public int ShuffleFactor => (int)Math.Round(1 / DownsampleRatio);
-    /// <summary>Image tokens the language model sees per image.</summary>
+    /// <summary>Image tokens the language model sees per tile (per image for a model without tiling).</summary>
     public int NumImageTokens => PatchesPerSide / ShuffleFactor * (PatchesPerSide / ShuffleFactor);
     public int ProjectorInputSize => HiddenSize * ShuffleFactor * ShuffleFactor;
+
+    /// <summary>Encoder layers run: those up to the selected hidden state.</summary>
+    public int LayersUsed => NumHiddenLayers + 1 + SelectLayer;
 
     internal static VisionConfig Read(ConfigJson j)
     {
@@ -58,6 +83,10 @@ public sealed record VisionConfig
         Positive("num_hidden_layers", NumHiddenLayers); Positive("num_attention_heads", NumAttentionHeads);
         if (!(DownsampleRatio > 0 && DownsampleRatio <= 1)) throw new InvalidDataException($"{file}: downsample_ratio must be in (0, 1], found {DownsampleRatio}");
         if (ImageSize % PatchSize != 0) throw new InvalidDataException($"{file}: image_size {ImageSize} must be a multiple of patch_size {PatchSize}");
+        if (TileSize <= 0 || TileSize % PatchSize != 0) throw new InvalidDataException($"{file}: force_image_size {TileSize} must be a positive multiple of patch_size {PatchSize}");
+        if (NormType is not ("layer_norm" or "rms_norm")) throw new InvalidDataException($"{file}: norm_type '{NormType}' is not supported (layer_norm, rms_norm)");
+        if (PixelShuffleVersion is not ("v1" or "v2")) throw new InvalidDataException($"{file}: ps_version '{PixelShuffleVersion}' is not supported (v1, v2)");
+        if (SelectLayer >= 0 || SelectLayer < -NumHiddenLayers) throw new InvalidDataException($"{file}: select_layer {SelectLayer} must be in [-{NumHiddenLayers}, -1] (the encoder has {NumHiddenLayers} layers)");
         if (ShuffleFactor < 1 || Math.Abs(1.0 / ShuffleFactor - DownsampleRatio) > 1e-9 || PatchesPerSide % ShuffleFactor != 0)
             throw new InvalidDataException($"{file}: downsample_ratio {DownsampleRatio} must be 1/k with k dividing {PatchesPerSide} patches per side");
         if (HiddenSize % NumAttentionHeads != 0) throw new InvalidDataException($"{file}: vision hidden_size {HiddenSize} must be a multiple of num_attention_heads {NumAttentionHeads}");

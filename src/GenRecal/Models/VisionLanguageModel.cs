@@ -25,20 +25,34 @@ public sealed class VisionLanguageModel : CausalLanguageModel
     public ModelConfig Config { get; }
     public VisionConfig Vision => Config.Vision!;
     public int ImageTokenId => Config.ImageTokenId!.Value;
-    public int NumImageTokens => Vision.NumImageTokens;
+    /// <summary>Image tokens per tile (an image of several tiles takes that many times as many).</summary>
+    public int TokensPerTile => Vision.NumImageTokens;
 
-    /// <summary>pixels [N, C, H, W] → image token features [N, T_img, hidden].</summary>
+    /// <summary>An image file as this model's family preprocesses it: [tiles, C, S, S].</summary>
+    public Tensor LoadImage(string path) => Config.Family.LoadImage(path, Config);
+
+    /// <summary>Image tokens for pixels of <paramref name="tiles"/> tiles.</summary>
+    public int ImageTokens(long tiles) => checked((int)tiles * TokensPerTile);
+
+    /// <summary>Image tokens an image file takes, from its header's size alone (no pixels decoded).</summary>
+    public int ImageTokensFor(string path)
+    {
+        var (w, h) = Data.ImagePreprocessor.Size(path);
+        return ImageTokens(Config.Family.Tiles(w, h, Config));
+    }
+
+    /// <summary>pixels [N, C, H, W] (tiles) → image token features [N, T_img, hidden].</summary>
     public Tensor EncodeImages(Tensor pixels)
     {
         using var scope = NewDisposeScope();
         var patches = vision_model.forward(pixels);                              // [N, P, Dv]
-        var shuffled = VisionProjector.PixelShuffle(patches, Vision.ShuffleFactor); // [N, T_img, k²Dv]
+        var shuffled = VisionProjector.PixelShuffle(patches, Vision.ShuffleFactor, Vision.PixelShuffleVersion); // [N, T_img, k²Dv]
         return mlp1.forward(shuffled).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// Input embeddings [B, T, hidden] for ids [B, T] whose image placeholders (already expanded to
-    /// NumImageTokens per image) take the features of <paramref name="pixels"/> [N, C, H, W] in reading order.
+    /// Input embeddings [B, T, hidden] for ids [B, T] whose image-context tokens (TokensPerTile per tile) take the
+    /// features of <paramref name="pixels"/> [N, C, H, W] (the tiles of every image, in reading order).
     /// </summary>
     public Tensor EmbedMultimodal(Tensor inputIds, Tensor? pixels)
     {
@@ -47,8 +61,8 @@ public sealed class VisionLanguageModel : CausalLanguageModel
         var isImage = inputIds.eq(ImageTokenId);
         long slots = isImage.sum().item<long>();
         long images = pixels?.shape[0] ?? 0;
-        if (slots != images * NumImageTokens)
-            throw new ArgumentException($"the input has {slots} image token positions but {images} image(s) × {NumImageTokens} tokens were given");
+        if (slots != images * TokensPerTile)
+            throw new ArgumentException($"the input has {slots} image token positions but {images} tile(s) × {TokensPerTile} tokens were given");
         if (images == 0) return embeds.MoveToOuterDisposeScope();
         var features = EncodeImages(pixels!).reshape(-1, embeds.shape[2]).to(embeds.dtype); // [N*T_img, hidden]
         var index = isImage.reshape(-1).nonzero().squeeze(1);                             // [N*T_img]

@@ -16,8 +16,9 @@ public static class VisionProjector
         ("2", nn.GELU()),
         ("3", nn.Linear(lmHidden, lmHidden)));
 
-    /// <summary>[N, P, D] with P = s×s patches → [N, (s/k)², k²·D].</summary>
-    public static Tensor PixelShuffle(Tensor x, int k)
+    /// <summary>[N, P, D] with P = s×s patches → [N, (s/k)², k²·D]. Version "v2" ends with InternVL's extra transpose
+    /// (what every released InternVL2+ checkpoint uses); "v1" leaves it out.</summary>
+    public static Tensor PixelShuffle(Tensor x, int k, string version = "v2")
     {
         if (k == 1) return x.alias();
         using var scope = NewDisposeScope();
@@ -26,7 +27,7 @@ public static class VisionProjector
         h = h.reshape(n, s, s / k, d * k);              // [N, w, h/k, kD]
         h = h.permute(0, 2, 1, 3).contiguous();         // [N, h/k, w, kD]
         h = h.reshape(n, s / k, s / k, d * k * k);      // [N, h/k, w/k, k²D]
-        h = h.permute(0, 2, 1, 3).contiguous();         // [N, w/k, h/k, k²D]
+        if (version == "v2") h = h.permute(0, 2, 1, 3).contiguous(); // [N, w/k, h/k, k²D]
         return h.reshape(n, (s / k) * (s / k), d * k * k).MoveToOuterDisposeScope(); // [N, T_img, k²D]
     }
 }

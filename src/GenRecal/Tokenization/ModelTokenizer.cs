@@ -53,7 +53,7 @@ public sealed partial class ModelTokenizer
     internal string? HfJson { get; }
 
     public int EndOfTurnId => SpecialId(Template.EndOfTurn);
-    public int ImageTokenId => SpecialId(Template.ImagePlaceholder);
+    public int ImageTokenId => SpecialId(Template.ImageContext);
     public int PadId => specialIds.TryGetValue("<|endoftext|>", out var id) ? id : EndOfTurnId;
     public int? UnknownId => specialIds.TryGetValue(UnknownToken, out var id) ? id : null;
 
@@ -411,4 +411,8 @@ public sealed partial class ModelTokenizer
     static int TiktokenVocabSize(TiktokenTokenizer t) => t.SpecialTokens?.Values.Min() ?? throw new InvalidDataException("tiktoken encoding without special tokens");
 
     static JsonObject ParseObject(string path) => Models.ConfigJson.Parse(path).Json;
+
+    /// <summary>The same tokenizer laid out with another chat template (a family whose config.json names its template).</summary>
+    public ModelTokenizer WithTemplate(ChatTemplate template) =>
+        new(BaseName, baseTokenizer, BaseVocabSize, compactToBase, specialIds, template, HfJson);
 }

@@ -47,7 +47,7 @@ public class VisionLanguageModelTests
     {
         var (model, _, tok) = PretrainedTests.TinyVlm();
         using var noGrad = no_grad();
-        int img = model.ImageTokenId, n = model.NumImageTokens;
+        int img = model.ImageTokenId, n = model.TokensPerTile;
         long[] ids = [1, .. Enumerable.Repeat((long)img, n), 2, 3];
         var pixels = randn(1, 3, 16, 16);
         var embeds = model.EmbedMultimodal(tensor(ids).unsqueeze(0), pixels)[0];

@@ -1,0 +1,57 @@
+using System.Text.Json.Nodes;
+using GenRecal.Data;
+using GenRecal.Tokenization;
+using static TorchSharp.torch;
+
+namespace GenRecal.Models.Families.GenRecalLayout;
+
+/// <summary>
+/// HF's Qwen2 / LLaMA causal LM layout (model.*, lm_head.*, text keys at the top of config.json) and the project's
+/// own VLM on top of it: a "vision_config" section (a plain ViT, pixel shuffle and mlp1, InternVL's key names
+/// vision_model.* / mlp1.*), one square tile per image resized bilinearly, and a "genrecal" section with the image
+/// token id. The chat template is the one the tokenizer files carry. The demo's models are this family.
+/// </summary>
+internal sealed class GenRecalFamily : ModelFamily
+{
+    public override string Name => "qwen2";
+    public override string Covers => "Qwen2ForCausalLM / LlamaForCausalLM text models (model_type qwen2, llama), with the project's own vision_config section for a VLM";
+
+    internal override bool Reads(ConfigJson config) =>
+        config.Optional<string>("model_type") is null or "qwen2" or "llama" or "genrecal_vlm" && config.Json["llm_config"] is null;
+
+    internal override ModelConfig ReadConfig(ConfigJson j)
+    {
+        var text = LanguageModelConfig.Read(j);
+        var vision = j.Section("vision_config") is { } v ? VisionConfig.Read(v) : null;
+        int? imageToken = j.Section("genrecal")?.Optional<int?>("image_token_id");
+        if (vision is not null && imageToken is null)
+            throw new InvalidDataException($"{j.File}: has vision_config but no genrecal.image_token_id");
+        if (imageToken is { } id && (id < 0 || id >= text.VocabSize))
+            throw new InvalidDataException($"{j.File}: genrecal.image_token_id {id} is outside the vocabulary (vocab_size {text.VocabSize})");
+        return new ModelConfig(text, vision, imageToken) { Family = this, Source = j.Json };
+    }
+
+    public override JsonObject WriteConfig(ModelConfig config)
+    {
+        var json = new JsonObject();
+        config.Text.WriteTo(json);
+        if (config.Vision is not null)
+        {
+            json["vision_config"] = config.Vision.ToJson();
+            json["genrecal"] = new JsonObject { ["image_token_id"] = config.ImageTokenId };
+        }
+        return json;
+    }
+
+    public override string CheckpointKey(string parameterName) => parameterName;
+
+    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config) => ModelTokenizer.Load(dir);
+
+    public override int Tiles(int width, int height, ModelConfig config) => 1;
+
+    public override Tensor LoadImage(string path, ModelConfig config) =>
+        ImagePreprocessor.Load(path, config.Vision ?? throw new ArgumentException("a text-only model takes no images")).unsqueeze(0);
+
+    public override string ImageRule(ModelConfig config) => config.Vision is not { } v ? "no images"
+        : $"one {v.ImageSize}px tile per image (bilinear resize), patch {v.PatchSize}, pixel shuffle x{v.ShuffleFactor} → {v.NumImageTokens} tokens";
+}

@@ -1,0 +1,111 @@
+using System.Text.Json.Nodes;
+using GenRecal.Data;
+using GenRecal.Tokenization;
+using static TorchSharp.torch;
+
+namespace GenRecal.Models.Families.InternVL;
+
+/// <summary>
+/// InternVL2.5 / InternVL3 in OpenGVLab's original format (InternVLChatModel, model_type internvl_chat): InternViT
+/// (class token, layer scale, optional qk-norm and RMS norms), pixel shuffle, mlp1, and a Qwen2 or LLaMA LM under
+/// language_model.*. config.json nests vision_config and llm_config; absent keys take the defaults of InternVL's own
+/// config classes. Images are tiled dynamically; the image-context token id is the tokenizer's &lt;IMG_CONTEXT&gt;, as
+/// InternVL's chat() takes it.
+/// </summary>
+internal sealed class InternVlFamily : ModelFamily
+{
+    public override string Name => "internvl_chat";
+    public override string Covers => "InternVL2.5 / InternVL3 original format, InternVLChatModel with a Qwen2 or LLaMA language model";
+
+    internal override bool Reads(ConfigJson config) =>
+        config.Optional<string>("model_type") == "internvl_chat"
+        || (config.Json["architectures"] is JsonArray a && a.Any(n => n is JsonValue v && v.TryGetValue<string>(out var s) && s == "InternVLChatModel"));
+
+    internal override ModelConfig ReadConfig(ConfigJson j)
+    {
+        var llm = j.Section("llm_config") ?? throw new InvalidDataException($"{j.File}: missing 'llm_config'");
+        if (llm.Json["architectures"] is JsonArray archs && archs.Any(a => a?.ToString() is "InternLM2ForCausalLM" or "Phi3ForCausalLM"))
+            throw llm.Invalid("architectures", $"is {ConfigJson.Show(archs)}; supported language models: Qwen2ForCausalLM, LlamaForCausalLM");
+        var text = LanguageModelConfig.Read(llm);
+        var vc = j.Section("vision_config") ?? throw new InvalidDataException($"{j.File}: missing 'vision_config'");
+        if (vc.Optional<string>("hidden_act") is { } act && act != "gelu") throw vc.Invalid("hidden_act", $"is '{act}'; only gelu is implemented");
+        int imageSize = vc.Optional("image_size", 224);
+        var vision = new VisionConfig
+        {
+            // defaults: InternVisionConfig (configuration_intern_vit.py)
+            ImageSize = imageSize,
+            PatchSize = vc.Optional("patch_size", 14),
+            NumChannels = vc.Optional("num_channels", 3),
+            HiddenSize = vc.Optional("hidden_size", 3200),
+            IntermediateSize = vc.Optional("intermediate_size", 12800),
+            NumHiddenLayers = vc.Optional("num_hidden_layers", 48),
+            NumAttentionHeads = vc.Optional("num_attention_heads", 25),
+            LayerNormEps = vc.Optional("layer_norm_eps", 1e-6),
+            QkvBias = vc.Optional("qkv_bias", false),
+            QkNormalization = vc.Optional("qk_normalization", true),
+            NormType = vc.Optional<string>("norm_type") ?? "rms_norm",
+            ClassToken = true,
+            LayerScale = true,
+            // defaults: InternVLChatConfig (configuration_internvl_chat.py)
+            DownsampleRatio = j.Optional("downsample_ratio", 0.5),
+            SelectLayer = j.Optional("select_layer", -1),
+            PixelShuffleVersion = j.Optional<string>("ps_version") ?? "v1",
+            InputSize = j.Optional<int?>("force_image_size") ?? imageSize,
+        };
+        vision.Validate(j.File);
+        var tiling = j.Optional("dynamic_image_size", false)
+            ? new ImageTiling(j.Optional("min_dynamic_patch", 1), j.Optional("max_dynamic_patch", 6), j.Optional("use_thumbnail", false))
+            : null;
+        if (tiling is { } t && (t.MinTiles < 1 || t.MaxTiles < t.MinTiles))
+            throw j.Invalid("max_dynamic_patch", $"must be at least min_dynamic_patch ≥ 1, found min {t.MinTiles}, max {t.MaxTiles}");
+        string template = j.Optional<string>("template") ?? throw new InvalidDataException($"{j.File}: missing 'template' (the conversation template InternVL's chat() uses)");
+        InternVlTemplates.For(template, j.File);
+        return new ModelConfig(text, vision, null) { Family = this, Tiling = tiling, TemplateName = template, Source = j.Json.DeepClone().AsObject() };
+    }
+
+    /// <summary>The file as read (every key kept), with the dtype the weights are now saved in.</summary>
+    public override JsonObject WriteConfig(ModelConfig config)
+    {
+        var json = config.Source?.DeepClone().AsObject() ?? throw new InvalidOperationException("an InternVL config is written back from the one read");
+        json["torch_dtype"] = "float32";
+        if (json["llm_config"] is JsonObject llm) llm["torch_dtype"] = "float32";
+        return json;
+    }
+
+    public override string CheckpointKey(string parameterName) =>
+        parameterName.StartsWith("model.", StringComparison.Ordinal) || parameterName.StartsWith("lm_head.", StringComparison.Ordinal)
+            ? "language_model." + parameterName
+            : parameterName;
+
+    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config)
+    {
+        var template = InternVlTemplates.For(config.TemplateName, Path.Combine(dir, ModelConfig.FileName));
+        var tok = ModelTokenizer.Load(dir).WithTemplate(template);
+        var missing = template.SpecialTokens().Concat([template.ImageContext, template.ImageStart, template.ImageEnd, template.EndOfTurn])
+            .Distinct().Where(s => !tok.SpecialTokens.ContainsKey(s)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, which template '{config.TemplateName}' needs");
+        return tok;
+    }
+
+    public override int Tiles(int width, int height, ModelConfig config) =>
+        config.Tiling is { } t ? DynamicTiling.Count(width, height, t, config.Vision!.TileSize) : 1;
+
+    public override Tensor LoadImage(string path, ModelConfig config)
+    {
+        var v = config.Vision!;
+        var (rgb, w, h) = ImagePreprocessor.DecodeRgb(path);
+        var tiles = config.Tiling is { } t ? DynamicTiling.Cut(rgb, w, h, t, v.TileSize) : [PilResize.Bicubic(rgb, w, h, v.TileSize, v.TileSize)];
+        return stack(tiles.Select(tile => ImagePreprocessor.Normalize(tile, v.TileSize, v)).ToArray()); // [tiles, 3, S, S]
+    }
+
+    public override string ImageRule(ModelConfig config)
+    {
+        var v = config.Vision!;
+        string tiles = config.Tiling is { } t
+            ? $"{t.MinTiles}-{t.MaxTiles} tiles of {v.TileSize}px by aspect ratio{(t.Thumbnail ? " + a thumbnail" : "")}"
+            : $"one {v.TileSize}px tile";
+        return $"{tiles} (PIL bicubic), patch {v.PatchSize}, pixel shuffle x{v.ShuffleFactor} ({v.PixelShuffleVersion}) → {v.NumImageTokens} tokens per tile, " +
+               $"in <img>…</img>; encoder layer {v.SelectLayer}";
+    }
+}

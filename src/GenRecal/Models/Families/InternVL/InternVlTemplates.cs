@@ -1,0 +1,38 @@
+using GenRecal.Tokenization;
+
+namespace GenRecal.Models.Families.InternVL;
+
+/// <summary>
+/// The conversation templates InternVL's config.json names ("template"), as its conversation.py defines them and
+/// chat() lays them out (MPT separator style: system prompt + sep, then role + message + sep per turn, the
+/// assistant's role alone to prompt). Images: &lt;img&gt;, &lt;IMG_CONTEXT&gt; × the image's tokens, &lt;/img&gt;.
+/// A template not listed here is refused: a prompt in another model's format would silently lower every score.
+/// </summary>
+internal static class InternVlTemplates
+{
+    const string InternVl25System = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。";
+
+    static readonly Dictionary<string, ChatTemplate> Known = new()
+    {
+        // InternVL2.5 and InternVL3 (Qwen2.5 / InternLM2.5 LMs): system_template '<|im_start|>system\n{system_message}',
+        // roles '<|im_start|>user\n' / '<|im_start|>assistant\n', sep '<|im_end|>\n'
+        ["internvl2_5"] = new ChatTemplate
+        {
+            SystemPrefix = "<|im_start|>system\n" + InternVl25System + "<|im_end|>\n",
+            UserPrefix = "<|im_start|>user\n",
+            AssistantPrefix = "<|im_start|>assistant\n",
+            EndOfTurn = "<|im_end|>",
+            TurnSeparator = "\n",
+            ImagePlaceholder = "<image>",
+            ImageStart = "<img>",
+            ImageContext = "<IMG_CONTEXT>",
+            ImageEnd = "</img>",
+        },
+    };
+
+    public static IEnumerable<string> Names => Known.Keys;
+
+    public static ChatTemplate For(string? name, string file) =>
+        name is not null && Known.TryGetValue(name, out var t) ? t
+        : throw new InvalidDataException($"{file}: template {(name is null ? "is missing" : $"'{name}' is not supported")}; supported: {string.Join(", ", Known.Keys)}");
+}

@@ -1,0 +1,60 @@
+using System.Text.Json.Nodes;
+using GenRecal.Tokenization;
+using static TorchSharp.torch;
+
+namespace GenRecal.Models.Families;
+
+/// <summary>
+/// A checkpoint family: everything that differs between InternVL, the project's own layout and other VLMs lives
+/// behind this class — reading and writing its config.json, the names its checkpoint gives our parameters, its
+/// image preprocessing and image-token count, and its chat template. The recipe, the Recalibrator, the losses and
+/// evaluation see only <see cref="CausalLanguageModel"/> / <see cref="VisionLanguageModel"/> and this interface.
+/// </summary>
+public abstract class ModelFamily
+{
+    /// <summary>The family's name as config.json says it (its model_type).</summary>
+    public abstract string Name { get; }
+
+    /// <summary>What it covers, for the list an unsupported model is refused with.</summary>
+    public abstract string Covers { get; }
+
+    /// <summary>True when this family reads the config (by model_type / architectures).</summary>
+    internal abstract bool Reads(ConfigJson config);
+
+    internal abstract ModelConfig ReadConfig(ConfigJson config);
+
+    public abstract JsonObject WriteConfig(ModelConfig config);
+
+    /// <summary>The checkpoint key of one of our parameter names (vision_model.*, mlp1.*, model.*, lm_head.*).</summary>
+    public abstract string CheckpointKey(string parameterName);
+
+    /// <summary>The tokenizer of a model directory, with this family's chat template.</summary>
+    public abstract ModelTokenizer LoadTokenizer(string dir, ModelConfig config);
+
+    /// <summary>Encoder tiles an image of this size becomes.</summary>
+    public abstract int Tiles(int width, int height, ModelConfig config);
+
+    /// <summary>An image file as this family's processor makes it: [tiles, 3, S, S] float32.</summary>
+    public abstract Tensor LoadImage(string path, ModelConfig config);
+
+    /// <summary>One line on how images become tokens (inspect).</summary>
+    public abstract string ImageRule(ModelConfig config);
+}
+
+/// <summary>The families the project reads; config.json picks one by its model_type / architectures.</summary>
+public static class ModelFamilies
+{
+    public static readonly ModelFamily GenRecal = new GenRecalLayout.GenRecalFamily();
+    public static readonly ModelFamily InternVL = new InternVL.InternVlFamily();
+    public static readonly IReadOnlyList<ModelFamily> All = [InternVL, GenRecal];
+
+    internal static ModelFamily For(ConfigJson config)
+    {
+        var family = All.FirstOrDefault(f => f.Reads(config));
+        if (family is not null) return family;
+        string type = config.Json["model_type"] is JsonValue v && v.TryGetValue<string>(out var t) ? $"model_type '{t}'" : "no model_type";
+        string arch = config.Json["architectures"] is JsonArray a ? $", architectures {ConfigJson.Show(a)}" : "";
+        throw new InvalidDataException($"{config.File}: {type}{arch} is not a supported model family; supported: " +
+            string.Join("; ", All.Select(f => $"{f.Name} ({f.Covers})")));
+    }
+}
