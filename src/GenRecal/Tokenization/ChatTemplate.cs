@@ -35,8 +35,8 @@ public sealed record ChatTemplate
 
     /// <summary>The special-token strings the template needs in the vocabulary.</summary>
     public IEnumerable<string> SpecialTokens() =>
-        new[] { SystemPrefix, UserPrefix, AssistantPrefix, EndOfTurn, ImageContext, ImageStart, ImageEnd }
-            .SelectMany(SpecialTokenPattern.Find).Distinct();
+        new[] { SystemPrefix, UserPrefix, AssistantPrefix }.SelectMany(SpecialTokenPattern.Find)
+            .Concat(new[] { EndOfTurn, ImageContext, ImageStart, ImageEnd }.Where(s => s.Length > 0)).Distinct();
 
     /// <summary>The text that stands for one image of <paramref name="contextTokens"/> feature positions.</summary>
     public string ImageBlock(int contextTokens) =>

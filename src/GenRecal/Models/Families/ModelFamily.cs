@@ -45,7 +45,7 @@ public abstract class ModelFamily
 public static class ModelFamilies
 {
     public static readonly ModelFamily GenRecal = new GenRecalLayout.GenRecalFamily();
-    public static readonly ModelFamily InternVL = new InternVL.InternVlFamily();
+    public static readonly ModelFamily InternVL = global::GenRecal.Models.Families.InternVL.InternVlFamily.Instance;
     public static readonly IReadOnlyList<ModelFamily> All = [InternVL, GenRecal];
 
     internal static ModelFamily For(ConfigJson config)

@@ -14,6 +14,8 @@ namespace GenRecal.Models.Families.InternVL;
 /// </summary>
 internal sealed class InternVlFamily : ModelFamily
 {
+    internal static readonly InternVlFamily Instance = new();
+
     public override string Name => "internvl_chat";
     public override string Covers => "InternVL2.5 / InternVL3 original format, InternVLChatModel with a Qwen2 or LLaMA language model";
 
@@ -61,6 +63,32 @@ internal sealed class InternVlFamily : ModelFamily
         string template = j.Optional<string>("template") ?? throw new InvalidDataException($"{j.File}: missing 'template' (the conversation template InternVL's chat() uses)");
         InternVlTemplates.For(template, j.File);
         return new ModelConfig(text, vision, null) { Family = this, Tiling = tiling, TemplateName = template, Source = j.Json.DeepClone().AsObject() };
+    }
+
+    /// <summary>A new InternVL config (for models built here, e.g. tests and students made from scratch), written with the
+    /// key names and structure of InternVL's own config.json and read back through <see cref="ReadConfig"/>.</summary>
+    internal ModelConfig NewConfig(LanguageModelConfig text, VisionConfig vision, ImageTiling? tiling, string template = "internvl2_5")
+    {
+        var llm = new JsonObject();
+        text.WriteTo(llm);
+        var json = new JsonObject
+        {
+            ["architectures"] = new JsonArray("InternVLChatModel"), ["model_type"] = Name, ["template"] = template,
+            ["downsample_ratio"] = vision.DownsampleRatio, ["ps_version"] = vision.PixelShuffleVersion, ["select_layer"] = vision.SelectLayer,
+            ["force_image_size"] = vision.TileSize, ["dynamic_image_size"] = tiling is not null, ["use_thumbnail"] = tiling?.Thumbnail ?? false,
+            ["min_dynamic_patch"] = tiling?.MinTiles ?? 1, ["max_dynamic_patch"] = tiling?.MaxTiles ?? 1, ["torch_dtype"] = "float32",
+            ["llm_config"] = llm,
+            ["vision_config"] = new JsonObject
+            {
+                ["architectures"] = new JsonArray("InternVisionModel"), ["model_type"] = "intern_vit_6b",
+                ["image_size"] = vision.ImageSize, ["patch_size"] = vision.PatchSize, ["num_channels"] = vision.NumChannels,
+                ["hidden_size"] = vision.HiddenSize, ["intermediate_size"] = vision.IntermediateSize,
+                ["num_hidden_layers"] = vision.NumHiddenLayers, ["num_attention_heads"] = vision.NumAttentionHeads,
+                ["qkv_bias"] = vision.QkvBias, ["qk_normalization"] = vision.QkNormalization, ["norm_type"] = vision.NormType,
+                ["layer_norm_eps"] = vision.LayerNormEps, ["hidden_act"] = "gelu", ["drop_path_rate"] = 0.0,
+            },
+        };
+        return ReadConfig(new ConfigJson(json, "(new InternVL config)"));
     }
 
     /// <summary>The file as read (every key kept), with the dtype the weights are now saved in.</summary>
