@@ -35,7 +35,7 @@ public static class Pretrained
         var config = ModelConfig.Load(dir);
         var tokenizer = ModelTokenizer.Load(dir);
         if (tokenizer.VocabSize > config.Text.VocabSize)
-            throw new InvalidDataException($"{Path.Combine(dir, ModelConfig.FileName)}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({Path.Combine(dir, ModelTokenizer.ConfigFileName)})");
+            throw new InvalidDataException($"{Path.Combine(dir, ModelConfig.FileName)}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({tokenizer.BaseName} in {dir})");
         if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImagePlaceholder, out var tokImg) && img != tokImg)
             throw new InvalidDataException($"{Path.Combine(dir, ModelConfig.FileName)}: genrecal.image_token_id {img} differs from the tokenizer's '{tokenizer.Template.ImagePlaceholder}' id {tokImg}");
         var model = Create(config);
