@@ -26,7 +26,7 @@ internal sealed class HfFields
     public InvalidDataException Error(string problem) => new($"{Path}: {Where} {problem}");
 
     /// <summary>The component type is not implemented: refused by name.</summary>
-    public InvalidDataException Unsupported(string kind) => new($"{Path}: {Where} {kind} type '{Type}' is not supported");
+    public InvalidDataException Unsupported(string kind) => new($"{Path}: {Where}: {kind} type '{Type}' is not supported");
 
     public JsonNode? Node(string key)
     {

@@ -60,26 +60,15 @@ internal static class HfRegex
                 case '(':
                 {
                     groupStarts.Push(sb.Length);
-                    int close = i + 1;
-                    if (close < p.Length && p[close] == '?')
+                    int end = GroupPrefixEnd(p, i);
+                    sb.Append(p, i, end - i);
+                    if (end > i + 1 && p[end - 1] == ')')
                     {
-                        // (?:  (?i:  (?=  (?!  (?<=  (?<!  (?>  (?<name>  (?i)
-                        int j = close + 1;
-                        while (j < p.Length && (char.IsLetter(p[j]) || p[j] == '-')) j++;
-                        if (j < p.Length && p[j] == ')' && j > close + 1)
-                        {
-                            // an inline option switch (?i): an atom of no width
-                            groupStarts.Pop();
-                            sb.Append(p, i, j - i + 1);
-                            i = j + 1;
-                            lastAtom = -1;
-                            break;
-                        }
-                        if (j < p.Length && p[j] is ':' or '=' or '!' or '>' or '<') { }
-                        else throw new ArgumentException($"group construct at offset {i}");
+                        // an inline option switch such as (?i): no group, no atom
+                        groupStarts.Pop();
+                        lastAtom = -1;
                     }
-                    sb.Append('(');
-                    i++;
+                    i = end;
                     break;
                 }
                 case ')':
@@ -137,6 +126,24 @@ internal static class HfRegex
         }
         if (groupStarts.Count > 0) throw new ArgumentException("unbalanced '('");
         return sb.ToString();
+    }
+
+    /// <summary>End of a group's opening: "(", "(?:", "(?i:", "(?=", "(?!", "(?>", "(?<=", "(?<!", "(?<name>", or a whole "(?i)".</summary>
+    static int GroupPrefixEnd(string p, int i)
+    {
+        if (i + 1 >= p.Length || p[i + 1] != '?') return i + 1;
+        int j = i + 2;
+        if (j < p.Length && p[j] is '=' or '!' or '>' or ':') return j + 1;
+        if (j < p.Length && p[j] == '<')
+        {
+            if (j + 1 < p.Length && p[j + 1] is '=' or '!') return j + 2;
+            int close = p.IndexOf('>', j);
+            if (close > j + 1 && p[(j + 1)..close].All(c => char.IsLetterOrDigit(c) || c == '_')) return close + 1;
+            throw new ArgumentException($"group construct at offset {i}");
+        }
+        while (j < p.Length && p[j] is 'i' or '-') j++; // only i: Oniguruma's m is .NET's s, and x changes parsing
+        if (j > i + 2 && j < p.Length && p[j] is ':' or ')') return j + 1;
+        throw new ArgumentException($"group construct at offset {i}");
     }
 
     /// <summary>End of the quantifier at <paramref name="i"/> (before any lazy/possessive suffix); -1 for a '{' that is a literal.</summary>
