@@ -175,4 +175,36 @@ public class HfTokenizerFilesTests
         Assert.DoesNotContain(w, tok.Encode("x <w>b"));
         Assert.Equal("a<w>b", tok.Decode(tok.Encode("a<w>b")));
     }
+
+    [Fact]
+    public void A_sentencepiece_model_encodes_and_decodes_as_sentencepiece_does()
+    {
+        var dir = Dir("sentencepiece");
+        var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")))!;
+        var tok = ModelTokenizer.Load(dir);
+        Assert.Equal(expected["vocab_size"]!.GetValue<int>(), tok.BaseVocabSize);
+        Assert.Equal(expected["bos_id"]!.GetValue<int>(), tok.SpecialId("<s>"));
+        Assert.Equal(expected["eos_id"]!.GetValue<int>(), tok.SpecialId("</s>"));
+        foreach (var c in expected["cases"]!.AsArray())
+        {
+            var text = c!["text"]!.GetValue<string>();
+            var ids = c["ids"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+            Assert.Equal(ids, tok.Encode(text)); // no BOS: sentencepiece's encode, HF's add_special_tokens=False
+            Assert.Equal(c["decoded"]!.GetValue<string>(), tok.Decode(ids));
+        }
+        var saved = TestSupport.TempDir();
+        tok.Save(saved);
+        var back = ModelTokenizer.Load(saved);
+        Assert.Null(tok.VocabularyDifference(back));
+        Assert.Equal(tok.Encode("I have 123 apples</s>"), back.Encode("I have 123 apples</s>"));
+    }
+
+    [Fact]
+    public void A_tokenizer_model_with_another_class_is_refused_by_name()
+    {
+        var dir = TestSupport.TempDir();
+        File.Copy(Path.Combine(Dir("sentencepiece"), "tokenizer.model"), Path.Combine(dir, "tokenizer.model"));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"tokenizer_class": "T5Tokenizer"}""");
+        Assert.Contains("'T5Tokenizer'", Assert.Throws<InvalidDataException>(() => ModelTokenizer.Load(dir)).Message);
+    }
 }
