@@ -36,7 +36,7 @@ public static class Pretrained
         var tokenizer = config.Family.LoadTokenizer(dir, config);
         string configPath = Path.Combine(dir, ModelConfig.FileName);
         if (tokenizer.VocabSize > config.Text.VocabSize)
-            throw new InvalidDataException($"{configPath}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({dir})");
+            throw new InvalidDataException($"{configPath}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({tokenizer.BaseName} in {dir})");
         // a family that takes the image token from the tokenizer (InternVL) has no id in its config
         if (config.Vision is not null && config.ImageTokenId is null) config = config with { ImageTokenId = tokenizer.ImageTokenId };
         if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImageContext, out var tokImg) && img != tokImg)

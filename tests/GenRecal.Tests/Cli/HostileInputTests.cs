@@ -100,16 +100,16 @@ public class HostileInputTests
         ["max_position_embeddings 0"] = (d => EditJson(C(d), j => j["max_position_embeddings"] = 0), "config.json", "max_position_embeddings"),
         ["missing vocab_size"] = (d => EditJson(C(d), j => j.Remove("vocab_size")), "config.json", "missing required key 'vocab_size'"),
         ["vocab_size as a string"] = (d => EditJson(C(d), j => j["vocab_size"] = "many"), "config.json", "vocab_size"),
-        ["special token id inside the vocabulary"] = (d => EditJson(Path.Combine(d, "tokenizer_config.json"), j =>
+        ["special token id inside the vocabulary"] = (d => EditJson(Path.Combine(d, "genrecal_tokenizer.json"), j =>
         {
             var specials = j["special_tokens"]!.AsObject();
             specials[specials.First().Key] = 0;
-        }), "tokenizer_config.json", "special token ids"),
-        ["special token id as a string"] = (d => EditJson(Path.Combine(d, "tokenizer_config.json"), j =>
+        }), "genrecal_tokenizer.json", "special token ids"),
+        ["special token id as a string"] = (d => EditJson(Path.Combine(d, "genrecal_tokenizer.json"), j =>
         {
             var specials = j["special_tokens"]!.AsObject();
             specials[specials.First().Key] = "x";
-        }), "tokenizer_config.json", "special_tokens"),
+        }), "genrecal_tokenizer.json", "special_tokens"),
     };
 
     static string W(string dir) => Path.Combine(dir, Pretrained.WeightsFileName);
