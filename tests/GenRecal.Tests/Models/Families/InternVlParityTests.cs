@@ -99,4 +99,23 @@ public class InternVlParityTests
             Assert.Equal(Ints(c["input_ids"]!), ids);
         }
     }
+
+    [Theory]
+    [InlineData("tokenizer.json")]
+    [InlineData("vocab.json")]
+    public void The_fixture_tokenizer_encodes_and_decodes_as_tokenizers_js_does(string source)
+    {
+        var cases = JsonNode.Parse(File.ReadAllText(TestSupport.Fixture("internvl", "tokenizer_cases.json")))!;
+        var dir = TestSupport.TempDir();
+        // the same vocabulary as the fast file alone or as InternVL2_5-1B's slow files alone
+        var files = source == "tokenizer.json"
+            ? new[] { "tokenizer.json", "tokenizer_config.json" }
+            : new[] { "vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json", "tokenizer_config.json" };
+        foreach (var f in files) File.Copy(Path.Combine(TestSupport.Fixture("internvl", "internvl2_5-qwen2"), f), Path.Combine(dir, f));
+        var tok = ModelTokenizer.Load(dir);
+        foreach (var c in cases["encode"]!.AsArray())
+            Assert.Equal(Ints(c!["ids"]!), tok.Encode((string)c["text"]!));
+        foreach (var c in cases["decode"]!.AsArray())
+            Assert.Equal((string)c!["text"]!, tok.Decode(Ints(c["ids"]!), skipSpecial: (bool)c["skip_special_tokens"]!));
+    }
 }
