@@ -39,14 +39,15 @@ public static class GenerateCommand
         if (prompt.Length > LlavaDataset.MaxTurnChars) throw new ArgumentException($"--prompt has {prompt.Length} characters; the limit is {LlavaDataset.MaxTurnChars}");
         var pm = Pretrained.Load(modelDir);
         var tok = pm.Tokenizer;
-        Tensor? pixels = null;
+        ImageBatch? images = null;
         int imageTokens = 0;
         if (imagePath is not null)
         {
             if (raw) throw new ArgumentException("--raw cannot be combined with --image");
             var vlm = pm.Vlm ?? throw new ArgumentException($"{modelDir}: --image given but the model has no vision encoder");
-            pixels = vlm.LoadImage(imagePath); // [tiles, C, H, W]
-            imageTokens = vlm.ImageTokens(pixels.shape[0]);
+            var image = vlm.LoadImage(imagePath);
+            images = ImageBatch.Of([image]);
+            imageTokens = vlm.ImageTokens(image);
         }
         else if (!raw && prompt.Contains(tok.Template.ImagePlaceholder))
             throw new ArgumentException($"the prompt contains {tok.Template.ImagePlaceholder} but no --image was given");
@@ -54,7 +55,7 @@ public static class GenerateCommand
         var ids = raw ? tok.Encode(prompt) : ChatEncoder.EncodePrompt(tok, prompt, imageTokens);
         PromptLimits.Check(pm, ids.Length, options.MaxNewTokens, "--prompt");
         var stop = raw ? new[] { tok.PadId } : new[] { tok.EndOfTurnId, tok.PadId };
-        var output = TextGenerator.Generate(pm.Model, ids, options with { StopTokens = stop }, pixels);
+        var output = TextGenerator.Generate(pm.Model, ids, options with { StopTokens = stop }, images);
         var text = tok.Decode(output, skipSpecial: true);
         if (asJson)
             Console.WriteLine(new JsonObject

@@ -25,13 +25,14 @@ public static class InspectCommand
         long Count(ModelComponent c) => m.named_parameters().Where(p => ModelComponents.Of(p.name) == c).Sum(p => p.parameter.numel());
         string Prefix(string ours) => family.CheckpointKey(ours + ".")[..^1];
         var table = new Table().AddColumn("component").AddColumn("checkpoint keys").AddColumn(new TableColumn("parameters").RightAligned()).AddColumn("shape");
-        if (pm.Vlm is { } vlm)
+        if (pm.Vlm is not null)
         {
-            var v = vlm.Vision;
-            table.AddRow("vision encoder", Prefix("vision_model"), $"{Count(ModelComponent.VisionEncoder):N0}",
+            var v = pm.Config.Vision;
+            table.AddRow("vision encoder", Prefix("vision_model"), $"{Count(ModelComponent.VisionEncoder):N0}", v is null ? family.Name :
                 $"{v.TileSize}px tiles, patch {v.PatchSize}, {v.NumHiddenLayers} layers (output of {v.LayersUsed}), width {v.HiddenSize}" +
                 $"{(v.ClassToken ? ", class token" : "")}{(v.LayerScale ? ", layer scale" : "")}{(v.QkNormalization ? ", qk-norm" : "")}, {v.NormType}");
-            table.AddRow("projector", Prefix("mlp1"), $"{Count(ModelComponent.Projector):N0}", $"pixel shuffle x{v.ShuffleFactor} ({v.PixelShuffleVersion}), MLP to {t.HiddenSize}");
+            table.AddRow("projector", Prefix("mlp1"), $"{Count(ModelComponent.Projector):N0}",
+                v is null ? $"to {t.HiddenSize}" : $"pixel shuffle x{v.ShuffleFactor} ({v.PixelShuffleVersion}), MLP to {t.HiddenSize}");
         }
         table.AddRow("body", Prefix("model"), $"{Count(ModelComponent.Body):N0}",
             $"{t.ModelType}: embeddings {t.VocabSize} x {t.HiddenSize}, {t.NumHiddenLayers} layers, {t.NumAttentionHeads} heads / {t.NumKeyValueHeads} kv, head_dim {t.HeadDim}, ffn {t.IntermediateSize}");

@@ -11,7 +11,7 @@ namespace GenRecal.Data;
 /// </summary>
 public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer, int maxLength) : IDisposable
 {
-    readonly Dictionary<string, Tensor> imageCache = new();
+    readonly Dictionary<string, ImageInput> imageCache = new();
     readonly Dictionary<ConversationExample, EncodedChat> encodedCache = new(ReferenceEqualityComparer.Instance);
     VisionLanguageModel? Vlm => model as VisionLanguageModel;
     public ModelTokenizer Tokenizer => tokenizer;
@@ -20,14 +20,14 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
     public EncodedChat Encode(ConversationExample ex)
     {
         if (encodedCache.TryGetValue(ex, out var e)) return e;
-        int imageTokens = ex.ImagePath is null ? 0 : Vlm?.ImageTokens(Image(ex.ImagePath).shape[0])
+        int imageTokens = ex.ImagePath is null ? 0 : Vlm?.ImageTokens(Image(ex.ImagePath))
             ?? throw new ArgumentException($"example '{ex.Id}' has an image but the model has no vision encoder");
         return encodedCache[ex] = ChatEncoder.EncodeConversation(tokenizer, ex.Turns, imageTokens);
     }
 
     public void Dispose()
     {
-        foreach (var t in imageCache.Values) t.Dispose();
+        foreach (var t in imageCache.Values) t.Values.Dispose();
         imageCache.Clear();
         encodedCache.Clear();
     }
@@ -65,28 +65,26 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
             }
             for (int j = lengths[i]; j < t; j++) ids[i * t + j] = tokenizer.PadId;
         }
-        Tensor? pixels = null;
-        var withImages = examples.Where(e => e.ImagePath is not null).ToList();
-        if (withImages.Count > 0 && Vlm is not null)
-            pixels = cat(withImages.Select(e => Image(e.ImagePath!)).ToArray(), 0); // [tiles, C, H, W]
+        var images = Vlm is null ? null : ImageBatch.Of(examples.Where(e => e.ImagePath is not null).Select(e => Image(e.ImagePath!)).ToList());
         return new ModelBatch
         {
             InputIds = tensor(ids).reshape(b, t),
             AttentionMask = tensor(mask).reshape(b, t),
             Labels = tensor(labels).reshape(b, t),
-            Pixels = pixels,
+            Pixels = images?.Pixels,
+            Grids = images?.Grids,
             AnswerStart = encoded.Select(e => e.FirstAnswerStart).ToArray(),
             Lengths = lengths,
         };
     }
 
     /// <summary>The image as this model's family preprocesses it, [tiles, C, H, W], decoded once.</summary>
-    Tensor Image(string path)
+    ImageInput Image(string path)
     {
         if (!imageCache.TryGetValue(path, out var t))
         {
             t = Vlm!.LoadImage(path);
-            t.DetachFromDisposeScope();
+            t.Values.DetachFromDisposeScope();
             imageCache[path] = t;
         }
         return t;

@@ -12,7 +12,8 @@ public sealed class ModelBatch : IDisposable
     public required Tensor InputIds { get; init; }      // [B, T] int64
     public required Tensor AttentionMask { get; init; } // [B, T] int64, 1 = token
     public required Tensor Labels { get; init; }        // [B, T] int64, -100 = ignore
-    public Tensor? Pixels { get; init; }                // [N, C, H, W]
+    public Tensor? Pixels { get; init; }                // [tiles, C, H, W] or a patch sequence
+    public IReadOnlyList<GenRecal.Models.ImageGrid>? Grids { get; init; } // per image, for patch-sequence encoders
     public required int[] AnswerStart { get; init; }
     public required int[] Lengths { get; init; }
     public long Tokens => Lengths.Sum();

@@ -77,22 +77,22 @@ public static class Evaluator
     {
         var tok = model.Tokenizer;
         var prompts = new List<IReadOnlyList<int>>();
-        var images = new List<TorchSharp.torch.Tensor>();
+        var images = new List<ImageInput>();
         foreach (var ex in examples)
         {
             int imageTokens = 0;
             if (ex.ImagePath is not null)
             {
                 var vlm = model.Vlm ?? throw new ArgumentException($"example '{ex.Id}' has an image but {model.Directory} has no vision encoder");
-                var tiles = vlm.LoadImage(ex.ImagePath);
-                images.Add(tiles);
-                imageTokens = vlm.ImageTokens(tiles.shape[0]);
+                var image = vlm.LoadImage(ex.ImagePath);
+                images.Add(image);
+                imageTokens = vlm.ImageTokens(image);
             }
             prompts.Add(ChatEncoder.EncodePrompt(tok, ex.Question, imageTokens));
         }
-        using var pixels = images.Count > 0 ? TorchSharp.torch.cat(images, 0) : null; // [tiles, C, H, W]
-        var outputs = TextGenerator.GenerateGreedyBatch(model.Model, prompts, maxNewTokens, [tok.EndOfTurnId, tok.PadId], tok.PadId, pixels);
-        foreach (var img in images) img.Dispose();
+        using var batch = ImageBatch.Of(images);
+        var outputs = TextGenerator.GenerateGreedyBatch(model.Model, prompts, maxNewTokens, [tok.EndOfTurnId, tok.PadId], tok.PadId, batch);
+        foreach (var img in images) img.Values.Dispose();
         return outputs.Select(o => tok.Decode(o, skipSpecial: true)).ToList();
     }
 }

@@ -80,18 +80,21 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
             var (ids, unk) = m.Tokenizer.EncodeWithReport(text);
             tokens += ids.Length; chars += text.Length; unknown += unk;
         }
-        int over = 0, cut = 0, missingVision = 0;
+        int over = 0, cut = 0, missingVision = 0, images = 0;
+        long imageTokens = 0;
         foreach (var ex in examples)
         {
             if (ex.ImagePath is not null && m.Vlm is null) { missingVision++; continue; }
-            var enc = ChatEncoder.EncodeConversation(m.Tokenizer, ex.Turns, ex.ImagePath is null ? 0 : m.Vlm!.ImageTokensFor(ex.ImagePath));
+            int n = ex.ImagePath is null ? 0 : m.Vlm!.ImageTokensFor(ex.ImagePath);
+            if (ex.ImagePath is not null) { images++; imageTokens += n; }
+            var enc = ChatEncoder.EncodeConversation(m.Tokenizer, ex.Turns, n);
             if (enc.Ids.Length > maxLength) over++;
             if (enc.FirstAnswerStart >= maxLength) cut++;
         }
         var c = m.Config.Text;
         var tpl = m.Tokenizer.Template;
         return new PairSide(name, m.Tokenizer.BaseName + (m.Tokenizer.IsCompact ? " (compact)" : ""), m.Tokenizer.VocabSize, c.HiddenSize, c.NumHiddenLayers,
-            m.Vlm?.TokensPerTile, chars == 0 ? 0 : (double)tokens / chars, over, cut, unknown, missingVision,
+            m.Vlm is null ? null : images == 0 ? 0 : (int)Math.Round((double)imageTokens / images), chars == 0 ? 0 : (double)tokens / chars, over, cut, unknown, missingVision,
             (tpl.UserPrefix + "…" + tpl.EndOfTurn).Replace("\n", "\\n"));
     }
 

@@ -20,7 +20,7 @@ public sealed record GenerationOptions
 public static class TextGenerator
 {
     /// <summary>Generated ids (stop token excluded) for <paramref name="promptIds"/>.</summary>
-    public static List<int> Generate(CausalLanguageModel model, IReadOnlyList<int> promptIds, GenerationOptions options, Tensor? pixels = null)
+    public static List<int> Generate(CausalLanguageModel model, IReadOnlyList<int> promptIds, GenerationOptions options, ImageBatch? images = null)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -29,11 +29,12 @@ public static class TextGenerator
         var output = new List<int>();
         using var cache = options.UseCache ? model.NewCache() : null;
         var prompt = tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0); // [1, T]
-        Tensor embeds = model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(prompt, pixels) : model.Embed(prompt);
+        var (embeds, positions) = Prompt(model, prompt, null, images);
+        var next0 = NextPositions(positions);
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
             using var stepScope = NewDisposeScope();
-            var hidden = model.Body(embeds, cache: cache);              // [1, T, hidden]
+            var hidden = model.Body(embeds, positionIds: positions, cache: cache); // [1, T, hidden]
             var logits = model.Head(hidden[0, -1]).to(ScalarType.Float32); // [V]
             int next = Pick(logits, options, rng);
             if (options.StopTokens.Contains(next)) break;
@@ -41,9 +42,24 @@ public static class TextGenerator
             var nextEmbed = model.Embed(tensor(new long[] { next }).unsqueeze(0)); // [1, 1, hidden]
             embeds = options.UseCache ? nextEmbed : cat([embeds, nextEmbed], 1);
             embeds.MoveToOuterDisposeScope();
+            if (next0 is not null)
+            {
+                var p = (next0 + step).view(1, 1, 1).expand(3, 1, 1);                  // [3, 1, 1]
+                positions = (options.UseCache ? p : cat([positions!, p], 2)).MoveToOuterDisposeScope();
+            }
         }
         return output;
     }
+
+    /// <summary>The prompt's input embeddings and, for a family with its own position numbering (M-RoPE), its positions.</summary>
+    static (Tensor Embeds, Tensor? Positions) Prompt(CausalLanguageModel model, Tensor ids, Tensor? mask, ImageBatch? images) =>
+        model is VisionLanguageModel vlm
+            ? (vlm.EmbedMultimodal(ids, images), vlm.PositionIds(ids, mask, images?.Grids))
+            : (model.Embed(ids), null);
+
+    /// <summary>Per row, the position the first generated token takes after the prompt's [3, B, T] positions: one past
+    /// the largest (transformers' rope_deltas), the same on every axis.</summary>
+    static Tensor? NextPositions(Tensor? positions) => positions is null ? null : positions.amax([0, 2]) + 1; // [B]
 
     static int Pick(Tensor logits, GenerationOptions o, torch.Generator rng)
     {
@@ -66,7 +82,7 @@ public static class TextGenerator
     /// as in transformers' generate), each row stops at its own stop token. Returns the generated ids per row.
     /// </summary>
     public static List<List<int>> GenerateGreedyBatch(CausalLanguageModel model, IReadOnlyList<IReadOnlyList<int>> prompts, int maxNewTokens,
-                                                      IReadOnlyCollection<int> stopTokens, int padId, Tensor? pixels = null)
+                                                      IReadOnlyCollection<int> stopTokens, int padId, ImageBatch? images = null)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -84,14 +100,15 @@ public static class TextGenerator
         }
         var idTensor = tensor(ids).reshape(b, t);                 // [B, T] left-padded
         var maskTensor = tensor(mask).reshape(b, t);              // [B, T]
-        Tensor embeds = model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(idTensor, pixels) : model.Embed(idTensor);
+        var (embeds, positions) = Prompt(model, idTensor, maskTensor, images);
+        var next0 = NextPositions(positions);
         using var cache = model.NewCache();
         var outputs = Enumerable.Range(0, b).Select(_ => new List<int>()).ToList();
         var done = new bool[b];
         for (int step = 0; step < maxNewTokens && done.Any(d => !d); step++)
         {
             using var stepScope = NewDisposeScope();
-            var hidden = model.Body(embeds, maskTensor, cache: cache);                     // [B, T, hidden]
+            var hidden = model.Body(embeds, maskTensor, positions, cache: cache);        // [B, T, hidden]
             var next = model.Head(hidden[.., -1]).argmax(-1).data<long>().ToArray();     // [B]
             for (int i = 0; i < b; i++)
             {
@@ -101,6 +118,7 @@ public static class TextGenerator
             }
             embeds = model.Embed(tensor(next).unsqueeze(1)).MoveToOuterDisposeScope();       // [B, 1, hidden]
             maskTensor = cat([maskTensor, ones(b, 1, ScalarType.Int64)], 1).MoveToOuterDisposeScope(); // [B, S+1]
+            if (next0 is not null) positions = (next0 + step).view(1, b, 1).expand(3, b, 1).MoveToOuterDisposeScope(); // [3, B, 1]
         }
         return outputs;
     }

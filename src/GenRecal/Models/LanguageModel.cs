@@ -22,7 +22,7 @@ public sealed class LanguageModel : nn.Module
         embed_tokens = nn.Embedding(c.VocabSize, c.HiddenSize);
         layers = nn.ModuleList(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new DecoderLayer(c)).ToArray());
         norm = new RMSNorm(c.HiddenSize, c.RmsNormEps);
-        rotary = new RotaryEmbedding(c.HeadDim, c.RopeTheta);
+        rotary = new RotaryEmbedding(c.HeadDim, c.RopeTheta, c.MRopeSection);
         RegisterComponents();
     }
 
@@ -30,7 +30,7 @@ public sealed class LanguageModel : nn.Module
 
     /// <param name="inputsEmbeds">[B, T, hidden]</param>
     /// <param name="attentionMask">[B, S] 1 = token, 0 = padding, S = cached + T; null = no padding</param>
-    /// <param name="positionIds">[B, T]; null = derived from the mask and the cache length</param>
+    /// <param name="positionIds">[B, T] ([3, B, T] with M-RoPE); null = derived from the mask and the cache length</param>
     /// <param name="causal">false only for the tests' bidirectional sanity checks; decoders are causal</param>
     public Tensor Forward(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {

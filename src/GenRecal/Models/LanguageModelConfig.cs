@@ -21,17 +21,22 @@ public sealed record LanguageModelConfig
     public int MaxPositionEmbeddings { get; init; } = 2048;
     public bool TieWordEmbeddings { get; init; }
     public bool AttentionBias { get; init; } = true;
+    /// <summary>Qwen2-VL's M-RoPE: rotary channels split among temporal, height and width positions; null for 1-D rope.</summary>
+    public int[]? MRopeSection { get; init; }
 
     public static LanguageModelConfig FromJson(JsonObject json, string file) => Read(new ConfigJson(json, file));
 
-    internal static LanguageModelConfig Read(ConfigJson j)
+    /// <param name="mrope">true where the family implements M-RoPE (Qwen2-VL's text model)</param>
+    internal static LanguageModelConfig Read(ConfigJson j, bool mrope = false)
     {
         string type = j.Optional<string>("model_type") ?? "qwen2";
-        if (type is not ("qwen2" or "llama" or "genrecal_vlm"))
-            throw j.Invalid("model_type", $"is '{type}'; supported: qwen2, llama (and genrecal_vlm)");
+        string[] types = mrope ? ["qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"] : ["qwen2", "llama", "genrecal_vlm"];
+        if (!types.Contains(type))
+            throw j.Invalid("model_type", $"is '{type}'; supported: {string.Join(", ", types)}");
         int heads = j.Required<int>("num_attention_heads");
         int hidden = j.Required<int>("hidden_size");
-        RefuseUnimplemented(j);
+        int[]? mropeSection = mrope ? MRope(j) : null;
+        RefuseUnimplemented(j, mrope);
         // transformers >= 5 writes rope_theta inside rope_parameters; older versions at the top level.
         double theta = j.Section("rope_parameters")?.Optional<double?>("rope_theta") ?? j.Optional<double?>("rope_theta") ?? 10000;
         var config = new LanguageModelConfig
@@ -49,23 +54,35 @@ public sealed record LanguageModelConfig
             MaxPositionEmbeddings = j.Optional("max_position_embeddings", 2048),
             TieWordEmbeddings = j.Optional("tie_word_embeddings", false),
             AttentionBias = j.Optional<bool?>("attention_bias") ?? type != "llama",
+            MRopeSection = mropeSection,
         };
         config.Validate(j.File);
         return config;
     }
 
     /// <summary>Settings that change the numbers and are not implemented are refused by name, never ignored.</summary>
-    static void RefuseUnimplemented(ConfigJson j)
+    static void RefuseUnimplemented(ConfigJson j, bool mrope)
     {
         foreach (var key in new[] { "rope_scaling", "rope_parameters" })
-            if (j.Section(key) is { } rope && (rope.Optional<string>("rope_type") ?? rope.Optional<string>("type")) is { } ropeType && ropeType != "default")
-                throw j.Invalid(key, $"has rope type '{ropeType}', which is not implemented (only default rotary positions)");
+            if (j.Section(key) is { } rope && (rope.Optional<string>("rope_type") ?? rope.Optional<string>("type")) is { } ropeType
+                && ropeType != "default" && !(mrope && ropeType == "mrope"))
+                throw j.Invalid(key, $"has rope type '{ropeType}', which is not implemented (only default rotary positions{(mrope ? " and mrope" : "")})");
         if (j.Optional<string>("hidden_act") is { } act && act != "silu")
             throw j.Invalid("hidden_act", $"is '{act}'; only silu (SwiGLU) is implemented");
         if (j.Optional<bool?>("use_sliding_window") == true)
             throw j.Invalid("use_sliding_window", "is true; sliding-window attention is not implemented");
         if (j.Optional<bool?>("mlp_bias") == true)
             throw j.Invalid("mlp_bias", "is true; MLP biases are not implemented");
+    }
+
+    /// <summary>The mrope_section of a Qwen2-VL text config (in rope_scaling, or transformers 5's rope_parameters).</summary>
+    static int[] MRope(ConfigJson j)
+    {
+        foreach (var key in new[] { "rope_scaling", "rope_parameters" })
+            if (j.Section(key) is { } rope && rope.Json["mrope_section"] is System.Text.Json.Nodes.JsonArray a)
+                return a.Select(n => n is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<int>(out var i) ? i
+                    : throw j.Invalid(key, $"mrope_section must be integers, found {ConfigJson.Show(a)}")).ToArray();
+        throw new InvalidDataException($"{j.File}: missing rope_scaling.mrope_section (Qwen2-VL's M-RoPE split)");
     }
 
     public void Validate(string file)
@@ -80,6 +97,8 @@ public sealed record LanguageModelConfig
         if (!double.IsFinite(RmsNormEps) || RmsNormEps <= 0) throw new InvalidDataException($"{file}: key 'rms_norm_eps' must be positive, found {RmsNormEps}");
         if (!double.IsFinite(RopeTheta) || RopeTheta <= 0) throw new InvalidDataException($"{file}: key 'rope_theta' must be positive, found {RopeTheta}");
         if (HeadDim % 2 != 0) throw new InvalidDataException($"{file}: head_dim ({HeadDim}) must be even for rotary embeddings");
+        if (MRopeSection is { } m && (m.Length != 3 || m.Any(x => x <= 0) || m.Sum() * 2 != HeadDim))
+            throw new InvalidDataException($"{file}: mrope_section [{string.Join(", ", m)}] must be 3 positive parts summing to head_dim / 2 = {HeadDim / 2}");
     }
 
     /// <summary>Writes the HF keys (the text-model part of config.json).</summary>

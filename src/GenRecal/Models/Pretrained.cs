@@ -26,8 +26,7 @@ public static class Pretrained
     public const string WeightsFileName = "model.safetensors";
     public const string IndexFileName = "model.safetensors.index.json";
 
-    public static CausalLanguageModel Create(ModelConfig config) =>
-        config.Vision is null ? new CausalLanguageModel(config.Text) : new VisionLanguageModel(config);
+    public static CausalLanguageModel Create(ModelConfig config) => config.Family.CreateModel(config);
 
     public static PretrainedModel Load(string dir)
     {

@@ -3,43 +3,108 @@ using static TorchSharp.torch;
 
 namespace GenRecal.Models;
 
-/// <summary>
-/// vision encoder → projector → VLM-body → VLM-head. The text model keeps HF's text-only key names
-/// (model.*, lm_head.*) and the vision parts sit beside it (vision_model.*, mlp1.*), InternVL style.
-/// Image placeholder ids in the input are replaced, in order, by projected image features.
-/// </summary>
-public sealed class VisionLanguageModel : CausalLanguageModel
-{
-    public readonly VisionTransformer vision_model;
-    public readonly nn.Module<Tensor, Tensor> mlp1;
+/// <summary>One image's size in encoder patches (temporal, height, width), for families whose encoder takes a patch
+/// sequence of any shape (Qwen2-VL) rather than fixed-size tiles.</summary>
+public readonly record struct ImageGrid(int T, int H, int W);
 
-    public VisionLanguageModel(ModelConfig config) : base(config.Text, nameof(VisionLanguageModel))
+/// <summary>An image as its family's processor makes it: the pixel values (tiles [N, C, S, S], or a patch sequence
+/// [P, C·t·p·p]) and, for a patch sequence, its grid.</summary>
+public sealed record ImageInput(Tensor Values, ImageGrid? Grid);
+
+/// <summary>The images of a batch, concatenated in reading order: pixel values and, for patch sequences, each grid.</summary>
+public sealed record ImageBatch(Tensor Pixels, IReadOnlyList<ImageGrid>? Grids) : IDisposable
+{
+    public static ImageBatch? Of(IReadOnlyList<ImageInput> images) => images.Count == 0 ? null
+        : new(cat(images.Select(i => i.Values).ToArray(), 0),
+              images.All(i => i.Grid is not null) ? images.Select(i => i.Grid!.Value).ToList() : null);
+
+    public void Dispose() => Pixels.Dispose();
+}
+
+/// <summary>
+/// vision encoder → projector → VLM-body → VLM-head. The text model keeps HF's text-only names (model.*, lm_head.*)
+/// and the vision parts sit beside it (vision_model.* for the encoder, mlp1.* for the projector), whatever names the
+/// family's checkpoint uses. Image-context ids in the input are replaced, in order, by projected image features.
+/// </summary>
+public abstract class VisionLanguageModel : CausalLanguageModel
+{
+    protected VisionLanguageModel(ModelConfig config, string name) : base(config.Text, name)
     {
         Config = config;
-        var v = config.Vision ?? throw new ArgumentException("a VisionLanguageModel needs a vision config");
-        vision_model = new VisionTransformer(v);
-        mlp1 = VisionProjector.CreateMlp(v, config.Text.HiddenSize);
-        RegisterComponents();
     }
 
     public ModelConfig Config { get; }
-    public VisionConfig Vision => Config.Vision!;
     public int ImageTokenId => Config.ImageTokenId!.Value;
-    /// <summary>Image tokens per tile (an image of several tiles takes that many times as many).</summary>
-    public int TokensPerTile => Vision.NumImageTokens;
 
-    /// <summary>An image file as this model's family preprocesses it: [tiles, C, S, S].</summary>
-    public Tensor LoadImage(string path) => Config.Family.LoadImage(path, Config);
+    /// <summary>An image file as this model's family preprocesses it.</summary>
+    public ImageInput LoadImage(string path) => Config.Family.LoadImage(path, Config);
 
-    /// <summary>Image tokens for pixels of <paramref name="tiles"/> tiles.</summary>
-    public int ImageTokens(long tiles) => checked((int)tiles * TokensPerTile);
+    /// <summary>Image-context tokens a preprocessed image takes.</summary>
+    public abstract int ImageTokens(ImageInput image);
 
     /// <summary>Image tokens an image file takes, from its header's size alone (no pixels decoded).</summary>
     public int ImageTokensFor(string path)
     {
         var (w, h) = Data.ImagePreprocessor.Size(path);
-        return ImageTokens(Config.Family.Tiles(w, h, Config));
+        return Config.Family.ImageTokens(w, h, Config);
     }
+
+    /// <summary>Projected features of every image, in order, one row per image-context token: [N, hidden].</summary>
+    public abstract Tensor ImageFeatures(Tensor pixels, IReadOnlyList<ImageGrid>? grids);
+
+    /// <summary>Position ids for the LM where a family numbers image tokens its own way (Qwen2-VL's 3-D M-RoPE
+    /// positions, [3, B, T]); null where positions follow the padding mask.</summary>
+    public virtual Tensor? PositionIds(Tensor inputIds, Tensor? attentionMask, IReadOnlyList<ImageGrid>? grids) => null;
+
+    /// <summary>
+    /// Input embeddings [B, T, hidden] for ids [B, T] whose image-context tokens take the features of
+    /// <paramref name="pixels"/> (every image of the batch, in reading order).
+    /// </summary>
+    public Tensor EmbedMultimodal(Tensor inputIds, ImageBatch? images) => EmbedMultimodal(inputIds, images?.Pixels, images?.Grids);
+
+    public Tensor EmbedMultimodal(Tensor inputIds, Tensor? pixels, IReadOnlyList<ImageGrid>? grids = null)
+    {
+        using var scope = NewDisposeScope();
+        var embeds = Embed(inputIds);
+        var isImage = inputIds.eq(ImageTokenId);
+        long slots = isImage.sum().item<long>();
+        if (pixels is null)
+        {
+            if (slots != 0) throw new ArgumentException($"the input has {slots} image token positions but no image was given");
+            return embeds.MoveToOuterDisposeScope();
+        }
+        var features = ImageFeatures(pixels, grids).to(embeds.dtype);                      // [N, hidden]
+        if (slots != features.shape[0])
+            throw new ArgumentException($"the input has {slots} image token positions but the images give {features.shape[0]} features");
+        var index = isImage.reshape(-1).nonzero().squeeze(1);                             // [N]
+        var flat = embeds.reshape(-1, embeds.shape[2]).index_copy(0, index, features);    // [B*T, hidden]
+        return flat.view(embeds.shape).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// The InternVL layout: InternViT (vision_model) → pixel shuffle → mlp1, every image a stack of fixed-size tiles
+/// that each give <see cref="TokensPerTile"/> tokens.
+/// </summary>
+public sealed class InternVisionLanguageModel : VisionLanguageModel
+{
+    public readonly VisionTransformer vision_model;
+    public readonly nn.Module<Tensor, Tensor> mlp1;
+
+    public InternVisionLanguageModel(ModelConfig config) : base(config, nameof(InternVisionLanguageModel))
+    {
+        var v = config.Vision ?? throw new ArgumentException("an InternVL-style model needs a vision config");
+        vision_model = new VisionTransformer(v);
+        mlp1 = VisionProjector.CreateMlp(v, config.Text.HiddenSize);
+        RegisterComponents();
+    }
+
+    public VisionConfig Vision => Config.Vision!;
+
+    /// <summary>Image tokens per tile (an image of several tiles takes that many times as many).</summary>
+    public int TokensPerTile => Vision.NumImageTokens;
+
+    public override int ImageTokens(ImageInput image) => checked((int)image.Values.shape[0] * TokensPerTile);
 
     /// <summary>pixels [N, C, H, W] (tiles) → image token features [N, T_img, hidden].</summary>
     public Tensor EncodeImages(Tensor pixels)
@@ -50,23 +115,10 @@ public sealed class VisionLanguageModel : CausalLanguageModel
         return mlp1.forward(shuffled).MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// Input embeddings [B, T, hidden] for ids [B, T] whose image-context tokens (TokensPerTile per tile) take the
-    /// features of <paramref name="pixels"/> [N, C, H, W] (the tiles of every image, in reading order).
-    /// </summary>
-    public Tensor EmbedMultimodal(Tensor inputIds, Tensor? pixels)
+    public override Tensor ImageFeatures(Tensor pixels, IReadOnlyList<ImageGrid>? grids)
     {
         using var scope = NewDisposeScope();
-        var embeds = Embed(inputIds);
-        var isImage = inputIds.eq(ImageTokenId);
-        long slots = isImage.sum().item<long>();
-        long images = pixels?.shape[0] ?? 0;
-        if (slots != images * TokensPerTile)
-            throw new ArgumentException($"the input has {slots} image token positions but {images} tile(s) × {TokensPerTile} tokens were given");
-        if (images == 0) return embeds.MoveToOuterDisposeScope();
-        var features = EncodeImages(pixels!).reshape(-1, embeds.shape[2]).to(embeds.dtype); // [N*T_img, hidden]
-        var index = isImage.reshape(-1).nonzero().squeeze(1);                             // [N*T_img]
-        var flat = embeds.reshape(-1, embeds.shape[2]).index_copy(0, index, features);    // [B*T, hidden]
-        return flat.view(embeds.shape).MoveToOuterDisposeScope();
+        var f = EncodeImages(pixels);
+        return f.reshape(-1, f.shape[2]).MoveToOuterDisposeScope();
     }
 }

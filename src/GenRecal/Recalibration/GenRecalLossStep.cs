@@ -44,10 +44,14 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
     }
 
     public static Tensor Hidden(CausalLanguageModel model, ModelBatch batch) =>
-        model.Body(InputEmbeds(model, batch), batch.AttentionMask);
+        model.Body(InputEmbeds(model, batch), batch.AttentionMask, Positions(model, batch));
 
     public static Tensor InputEmbeds(CausalLanguageModel model, ModelBatch batch) =>
-        model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(batch.InputIds, batch.Pixels) : model.Embed(batch.InputIds);
+        model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(batch.InputIds, batch.Pixels, batch.Grids) : model.Embed(batch.InputIds);
+
+    /// <summary>The family's own position ids (Qwen2-VL's M-RoPE), or null for positions from the padding mask.</summary>
+    public static Tensor? Positions(CausalLanguageModel model, ModelBatch batch) =>
+        (model as VisionLanguageModel)?.PositionIds(batch.InputIds, batch.AttentionMask, batch.Grids);
 
     /// <summary>The loss terms for <paramref name="stage"/> (1 or 2) and their weighted sum.</summary>
     public LossTerms Compute(ModelBatch teacherBatch, ModelBatch studentBatch, Stage stage)
@@ -59,7 +63,7 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         using (no_grad())
         {
             var embeds = InputEmbeds(teacher, teacherBatch);
-            var zl = teacher.Body(embeds, teacherBatch.AttentionMask);                       // [B, Tl, Dt]
+            var zl = teacher.Body(embeds, teacherBatch.AttentionMask, Positions(teacher, teacherBatch)); // [B, Tl, Dt]
             zql = Segments(zl, [.. t.QuestionLengths.Select(_ => 0)], t.QuestionLengths);    // [B, Lq, Dt]
             zal = Segments(zl, t.AnswerStarts, t.AnswerLengths);                             // [B, La, Dt]
             src = config.Recalibrator.AnswerSource == AnswerSource.TeacherHidden ? zal : Segments(embeds, t.AnswerStarts, t.AnswerLengths);

@@ -126,8 +126,8 @@ public class BatchedGenerationTests
         var pixels = randn(2, 3, 16, 16);
         var p0 = GenRecal.Tokenization.ChatEncoder.EncodePrompt(tok, "<image>\nWhat colour is the circle?", model.TokensPerTile);
         var p1 = GenRecal.Tokenization.ChatEncoder.EncodePrompt(tok, "<image>\nHow many?", model.TokensPerTile);
-        var batch = TextGenerator.GenerateGreedyBatch(model, [p0, p1], 6, [], tok.PadId, pixels);
-        Assert.Equal(TextGenerator.Generate(model, p0, new GenerationOptions { MaxNewTokens = 6 }, pixels[0..1]), batch[0]);
-        Assert.Equal(TextGenerator.Generate(model, p1, new GenerationOptions { MaxNewTokens = 6 }, pixels[1..2]), batch[1]);
+        var batch = TextGenerator.GenerateGreedyBatch(model, [p0, p1], 6, [], tok.PadId, new ImageBatch(pixels, null));
+        Assert.Equal(TextGenerator.Generate(model, p0, new GenerationOptions { MaxNewTokens = 6 }, new ImageBatch(pixels[0..1], null)), batch[0]);
+        Assert.Equal(TextGenerator.Generate(model, p1, new GenerationOptions { MaxNewTokens = 6 }, new ImageBatch(pixels[1..2], null)), batch[1]);
     }
 }

@@ -7,11 +7,11 @@ namespace GenRecal.Tests.Models;
 
 public class PretrainedTests
 {
-    internal static (VisionLanguageModel Model, ModelConfig Config, ModelTokenizer Tokenizer) TinyVlm(long seed = 1)
+    internal static (InternVisionLanguageModel Model, ModelConfig Config, ModelTokenizer Tokenizer) TinyVlm(long seed = 1)
     {
         var tok = ModelTokenizer.BuildCompact("gpt2", ["What colour is the circle? red blue green", "How many? 1 2 3"]);
         var config = new ModelConfig(TestSupport.TinyText(vocab: tok.VocabSize), TestSupport.TinyVision(), tok.ImageTokenId);
-        var model = new VisionLanguageModel(config);
+        var model = new InternVisionLanguageModel(config);
         TestSupport.Randomize(model, seed);
         return (model, config, tok);
     }

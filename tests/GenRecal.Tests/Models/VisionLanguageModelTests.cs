@@ -37,7 +37,7 @@ public class VisionLanguageModelTests
     {
         var v = TestSupport.TinyVision(size, patch, ratio);
         Assert.Equal(expected, v.NumImageTokens);
-        var m = new VisionLanguageModel(new ModelConfig(TestSupport.TinyText(), v, 5));
+        var m = new InternVisionLanguageModel(new ModelConfig(TestSupport.TinyText(), v, 5));
         using var noGrad = no_grad();
         Assert.Equal(new long[] { 2, expected, 32 }, m.EncodeImages(randn(2, 3, size, size)).shape);
     }

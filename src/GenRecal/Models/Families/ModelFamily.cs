@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using GenRecal.Tokenization;
-using static TorchSharp.torch;
 
 namespace GenRecal.Models.Families;
 
@@ -31,11 +30,15 @@ public abstract class ModelFamily
     /// <summary>The tokenizer of a model directory, with this family's chat template.</summary>
     public abstract ModelTokenizer LoadTokenizer(string dir, ModelConfig config);
 
-    /// <summary>Encoder tiles an image of this size becomes.</summary>
-    public abstract int Tiles(int width, int height, ModelConfig config);
+    /// <summary>Image-context tokens an image of this size takes.</summary>
+    public abstract int ImageTokens(int width, int height, ModelConfig config);
 
-    /// <summary>An image file as this family's processor makes it: [tiles, 3, S, S] float32.</summary>
-    public abstract Tensor LoadImage(string path, ModelConfig config);
+    /// <summary>An image file as this family's processor makes it.</summary>
+    public abstract ImageInput LoadImage(string path, ModelConfig config);
+
+    /// <summary>A model of this family with fresh weights.</summary>
+    public virtual CausalLanguageModel CreateModel(ModelConfig config) =>
+        config.Vision is null ? new CausalLanguageModel(config.Text) : new InternVisionLanguageModel(config);
 
     /// <summary>One line on how images become tokens (inspect).</summary>
     public abstract string ImageRule(ModelConfig config);

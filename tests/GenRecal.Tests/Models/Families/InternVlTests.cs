@@ -93,9 +93,9 @@ public class InternVlTests
         TorchSharp.torch.manual_seed(0);
         var pixels = TorchSharp.torch.randn(1, 3, 16, 16);
         // the same weights: an encoder cut after layer 1 must equal running only layer 0 of the full one
-        var full = last.Vlm!.vision_model;
+        var full = ((InternVisionLanguageModel)last.Model).vision_model;
         var expected = full.encoder.Forward(full.embeddings.forward(pixels), 1)[.., 1..];
-        Assert.True(earlier.Vlm!.vision_model.forward(pixels).allclose(expected, 1e-6, 1e-6));
+        Assert.True(((InternVisionLanguageModel)earlier.Model).vision_model.forward(pixels).allclose(expected, 1e-6, 1e-6));
         Assert.False(full.forward(pixels).allclose(expected, 1e-3, 1e-3));
     }
 

@@ -1,7 +1,6 @@
 using System.Text.Json.Nodes;
 using GenRecal.Data;
 using GenRecal.Tokenization;
-using static TorchSharp.torch;
 
 namespace GenRecal.Models.Families.GenRecalLayout;
 
@@ -47,10 +46,10 @@ internal sealed class GenRecalFamily : ModelFamily
 
     public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config) => ModelTokenizer.Load(dir);
 
-    public override int Tiles(int width, int height, ModelConfig config) => 1;
+    public override int ImageTokens(int width, int height, ModelConfig config) => config.Vision?.NumImageTokens ?? 0;
 
-    public override Tensor LoadImage(string path, ModelConfig config) =>
-        ImagePreprocessor.Load(path, config.Vision ?? throw new ArgumentException("a text-only model takes no images")).unsqueeze(0);
+    public override ImageInput LoadImage(string path, ModelConfig config) =>
+        new(ImagePreprocessor.Load(path, config.Vision ?? throw new ArgumentException("a text-only model takes no images")).unsqueeze(0), null);
 
     public override string ImageRule(ModelConfig config) => config.Vision is not { } v ? "no images"
         : $"one {v.ImageSize}px tile per image (bilinear resize), patch {v.PatchSize}, pixel shuffle x{v.ShuffleFactor} → {v.NumImageTokens} tokens";

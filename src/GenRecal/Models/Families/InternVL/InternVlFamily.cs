@@ -116,15 +116,15 @@ internal sealed class InternVlFamily : ModelFamily
         return tok;
     }
 
-    public override int Tiles(int width, int height, ModelConfig config) =>
-        config.Tiling is { } t ? DynamicTiling.Count(width, height, t, config.Vision!.TileSize) : 1;
+    public override int ImageTokens(int width, int height, ModelConfig config) =>
+        (config.Tiling is { } t ? DynamicTiling.Count(width, height, t, config.Vision!.TileSize) : 1) * config.Vision!.NumImageTokens;
 
-    public override Tensor LoadImage(string path, ModelConfig config)
+    public override ImageInput LoadImage(string path, ModelConfig config)
     {
         var v = config.Vision!;
         var (rgb, w, h) = ImagePreprocessor.DecodeRgb(path);
         var tiles = config.Tiling is { } t ? DynamicTiling.Cut(rgb, w, h, t, v.TileSize) : [PilResize.Bicubic(rgb, w, h, v.TileSize, v.TileSize)];
-        return stack(tiles.Select(tile => ImagePreprocessor.Normalize(tile, v.TileSize, v)).ToArray()); // [tiles, 3, S, S]
+        return new(stack(tiles.Select(tile => ImagePreprocessor.Normalize(tile, v.TileSize, v)).ToArray()), null); // [tiles, 3, S, S]
     }
 
     public override string ImageRule(ModelConfig config)
