@@ -21,11 +21,13 @@ public sealed record ModelConfig(LanguageModelConfig Text, VisionConfig? Vision,
     /// <summary>The family's template name (InternVL's "template" key), null where the tokenizer files carry it.</summary>
     public string? TemplateName { get; init; }
     public JsonObject? Source { get; init; }
+    /// <summary>What only one family's code reads (e.g. Qwen2-VL's encoder and processor), in that family's own type.</summary>
+    public FamilySettings? Settings { get; init; }
 
     public static ModelConfig Load(string dir)
     {
         var j = ConfigJson.Parse(Path.Combine(dir, FileName));
-        return ModelFamilies.For(j).ReadConfig(j);
+        return ModelFamilies.For(j).ReadConfig(j, dir);
     }
 
     public JsonObject ToJson() => Family.WriteConfig(this);

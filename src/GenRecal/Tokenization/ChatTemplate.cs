@@ -21,6 +21,9 @@ public sealed record ChatTemplate
     public string ImageContext { get; init; } = "<image>";
     public string ImageStart { get; init; } = "";
     public string ImageEnd { get; init; } = "";
+    /// <summary>What follows an image block put before a question that has no placeholder ("\n" for InternVL's chat(),
+    /// nothing for Qwen2-VL's chat template).</summary>
+    public string ImageSeparator { get; init; } = "\n";
 
     public static ChatTemplate ChatML { get; } = new();
 
@@ -48,7 +51,7 @@ public sealed record ChatTemplate
     {
         if (contextTokens == 0) return content;
         int at = content.IndexOf(ImagePlaceholder, StringComparison.Ordinal);
-        if (at < 0) return ImageBlock(contextTokens) + "\n" + content;
+        if (at < 0) return ImageBlock(contextTokens) + ImageSeparator + content;
         return content[..at] + ImageBlock(contextTokens) + content[(at + ImagePlaceholder.Length)..];
     }
 
@@ -61,7 +64,7 @@ public sealed record ChatTemplate
         ["system_prefix"] = SystemPrefix,
         ["user_prefix"] = UserPrefix, ["assistant_prefix"] = AssistantPrefix, ["end_of_turn"] = EndOfTurn,
         ["turn_separator"] = TurnSeparator, ["image_placeholder"] = ImagePlaceholder,
-        ["image_context"] = ImageContext, ["image_start"] = ImageStart, ["image_end"] = ImageEnd,
+        ["image_context"] = ImageContext, ["image_start"] = ImageStart, ["image_end"] = ImageEnd, ["image_separator"] = ImageSeparator,
     };
 
     public static ChatTemplate FromJson(JsonObject? j) => j is null ? ChatML : new ChatTemplate
@@ -76,6 +79,7 @@ public sealed record ChatTemplate
         ImageContext = j["image_context"]?.GetValue<string>() ?? j["image_placeholder"]?.GetValue<string>() ?? ChatML.ImageContext,
         ImageStart = j["image_start"]?.GetValue<string>() ?? ChatML.ImageStart,
         ImageEnd = j["image_end"]?.GetValue<string>() ?? ChatML.ImageEnd,
+        ImageSeparator = j["image_separator"]?.GetValue<string>() ?? ChatML.ImageSeparator,
     };
 }
 

@@ -22,6 +22,9 @@ public abstract class ModelFamily
 
     internal abstract ModelConfig ReadConfig(ConfigJson config);
 
+    /// <summary>The config of a model directory: config.json and whatever other file the family keeps settings in.</summary>
+    internal virtual ModelConfig ReadConfig(ConfigJson config, string dir) => ReadConfig(config);
+
     public abstract JsonObject WriteConfig(ModelConfig config);
 
     /// <summary>The checkpoint key of one of our parameter names (vision_model.*, mlp1.*, model.*, lm_head.*).</summary>
@@ -44,12 +47,16 @@ public abstract class ModelFamily
     public abstract string ImageRule(ModelConfig config);
 }
 
+/// <summary>A family's own settings, defined in its folder and read only there.</summary>
+public abstract record FamilySettings;
+
 /// <summary>The families the project reads; config.json picks one by its model_type / architectures.</summary>
 public static class ModelFamilies
 {
     public static readonly ModelFamily GenRecal = new GenRecalLayout.GenRecalFamily();
     public static readonly ModelFamily InternVL = global::GenRecal.Models.Families.InternVL.InternVlFamily.Instance;
-    public static readonly IReadOnlyList<ModelFamily> All = [InternVL, GenRecal];
+    public static readonly ModelFamily Qwen2VL = global::GenRecal.Models.Families.Qwen2VL.Qwen2VlFamily.Instance;
+    public static readonly IReadOnlyList<ModelFamily> All = [InternVL, Qwen2VL, GenRecal];
 
     internal static ModelFamily For(ConfigJson config)
     {

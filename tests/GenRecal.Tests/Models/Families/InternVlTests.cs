@@ -118,7 +118,7 @@ public class InternVlTests
     [Theory]
     [InlineData("llm_config", "rope_scaling", """{"rope_type": "yarn", "factor": 4.0}""", "yarn")]
     [InlineData(null, "template", "\"phi3-chat\"", "phi3-chat")]
-    [InlineData(null, "model_type", "\"qwen2_vl\"", "internvl_chat")]
+    [InlineData(null, "model_type", "\"mllama\"", "internvl_chat")]
     [InlineData("vision_config", "norm_type", "\"batch_norm\"", "batch_norm")]
     [InlineData("llm_config", "architectures", """["InternLM2ForCausalLM"]""", "InternLM2ForCausalLM")]
     public void Unsupported_settings_are_refused_by_name(string? section, string key, string value, string named)
