@@ -10,17 +10,21 @@ public class FamilyCliTests
     static string Variant(string name) => TestSupport.Fixture("internvl", name);
 
     [Theory]
-    [InlineData("internvl2_5-qwen2", "image")]
-    [InlineData("internvl2_5-qwen2", "text")]
-    [InlineData("internvl2_5-llama-6bvit", "image")]
-    public void Generate_applies_the_family_template_and_matches_InternVLs_chat(string variant, string kind)
+    [InlineData("internvl", "internvl2_5-qwen2", "image")]
+    [InlineData("internvl", "internvl2_5-qwen2", "text")]
+    [InlineData("internvl", "internvl2_5-llama-6bvit", "image")]
+    [InlineData("qwen2vl", "qwen2-vl", "image")]
+    [InlineData("qwen2vl", "qwen2.5-vl", "image")]
+    [InlineData("qwen2vl", "qwen2.5-vl", "text")]
+    public void Generate_applies_the_family_template_and_matches_the_reference(string family, string variant, string kind)
     {
-        var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(Variant(variant), "expected.json")))!;
+        var dir = TestSupport.Fixture(family, variant);
+        var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")))!;
         var c = expected["cases"]![kind]!;
-        // chat() puts "<image>\n" before a question without one: the CLI is given the bare question
-        var question = ((string)c["question"]!).Replace("<image>\n", "");
-        var args = new List<string> { "generate", "--model", Variant(variant), "--prompt", question, "--max-new-tokens", "8", "--json" };
-        if (kind == "image") args.AddRange(["--image", TestSupport.Fixture("internvl", "image.png")]);
+        // the CLI is given the bare question: the family's template places the image block
+        var question = GenRecal.Tests.Models.Families.ReferenceParityTests.Question(c);
+        var args = new List<string> { "generate", "--model", dir, "--prompt", question, "--max-new-tokens", "8", "--json" };
+        if (kind == "image") args.AddRange(["--image", TestSupport.Fixture(family, "image.png")]);
         var (code, output, err) = CliTests.Run([.. args]);
         Assert.True(code == ExitCodes.Success, err);
         var json = JsonNode.Parse(output)!;

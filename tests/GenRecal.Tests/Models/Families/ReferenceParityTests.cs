@@ -42,7 +42,7 @@ public class ReferenceParityTests
 
     /// <summary>The user's text as the CLI or a data line gives it: InternVL's question without chat()'s "&lt;image&gt;\n"
     /// prefix (the template adds it), or the text part of a Qwen2-VL message.</summary>
-    static string Question(JsonNode c) => c["question"] is { } q
+    internal static string Question(JsonNode c) => c["question"] is { } q
         ? ((string)q!).Replace("<image>\n", "")
         : c["messages"]![0]!["content"]!.AsArray().Where(p => (string)p!["type"]! == "text").Select(p => (string)p!["text"]!).Single();
 
