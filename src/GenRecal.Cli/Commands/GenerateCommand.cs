@@ -53,7 +53,7 @@ public static class GenerateCommand
             throw new ArgumentException($"the prompt contains {tok.Template.ImagePlaceholder} but no --image was given");
         // the image block goes where the prompt has the placeholder, else on a line before it, as the family's chat() does
         var ids = raw ? tok.Encode(prompt) : ChatEncoder.EncodePrompt(tok, prompt, imageTokens);
-        PromptLimits.Check(pm, ids.Length, options.MaxNewTokens, "--prompt");
+        PromptLimits.Check(pm, ids.Length, options.MaxNewTokens, "--prompt", ids);
         var stop = raw ? new[] { tok.PadId } : new[] { tok.EndOfTurnId, tok.PadId };
         var output = TextGenerator.Generate(pm.Model, ids, options with { StopTokens = stop }, images);
         var text = tok.Decode(output, skipSpecial: true);

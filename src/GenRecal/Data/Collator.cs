@@ -38,6 +38,8 @@ public sealed class Collator(CausalLanguageModel model, ModelTokenizer tokenizer
     {
         if (ex.ImagePath is not null && Vlm is null) return "has an image but the model has no vision encoder";
         var e = Encode(ex);
+        if (e.Ids.FirstOrDefault(id => id >= model.TextConfig.VocabSize, -1) is var outside and >= 0)
+            return $"uses token '{tokenizer.TokenText(outside)}' (id {outside}), which the model's embedding (vocab_size {model.TextConfig.VocabSize}) does not have";
         return e.FirstAnswerStart >= maxLength ? CutOff(e) : null;
     }
 

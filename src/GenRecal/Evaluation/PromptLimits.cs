@@ -11,8 +11,15 @@ namespace GenRecal.Evaluation;
 public static class PromptLimits
 {
     /// <summary>Throws when the prompt and <paramref name="maxNewTokens"/> do not fit the model's positions.</summary>
-    public static void Check(PretrainedModel model, int promptTokens, int maxNewTokens, string what)
+    public static void Check(PretrainedModel model, int promptTokens, int maxNewTokens, string what) =>
+        Check(model, promptTokens, maxNewTokens, what, []);
+
+    /// <summary>Also refuses a prompt with a token past the model's embedding (an added token the checkpoint has no row for).</summary>
+    public static void Check(PretrainedModel model, int promptTokens, int maxNewTokens, string what, IReadOnlyList<int> ids)
     {
+        int vocab = model.Config.Text.VocabSize;
+        if (ids.FirstOrDefault(id => id >= vocab, -1) is var outside and >= 0)
+            throw new ArgumentException($"{what}: token '{model.Tokenizer.TokenText(outside)}' (id {outside}) is past the model's embedding (vocab_size {vocab} in {Path.Combine(model.Directory, ModelConfig.FileName)})");
         int limit = model.Config.Text.MaxPositionEmbeddings;
         if (promptTokens + maxNewTokens > limit)
             throw new ArgumentException($"{what}: the prompt has {promptTokens} tokens and up to {maxNewTokens} are generated, " +

@@ -36,6 +36,8 @@ public sealed class LanguageModel : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = inputsEmbeds.shape[0], t = inputsEmbeds.shape[1], past = cache?.Length ?? 0;
+        if (Config.DynamicRope && past + t > Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"{past + t} positions exceed max_position_embeddings {Config.MaxPositionEmbeddings}, beyond which dynamic rope scaling (not implemented) would change the rotary frequencies");
         positionIds ??= AttentionMask.Positions(b, t, past, attentionMask);
         var mask = AttentionMask.Causal(b, t, past, attentionMask);
         var (cos, sin) = rotary.Compute(positionIds);

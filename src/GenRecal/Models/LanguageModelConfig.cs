@@ -23,6 +23,9 @@ public sealed record LanguageModelConfig
     public bool AttentionBias { get; init; } = true;
     /// <summary>Qwen2-VL's M-RoPE: rotary channels split among temporal, height and width positions; null for 1-D rope.</summary>
     public int[]? MRopeSection { get; init; }
+    /// <summary>rope_scaling "dynamic" (NTK): plain rotary positions up to max_position_embeddings, rescaled beyond it;
+    /// only the part up to the limit is implemented, so longer inputs are refused.</summary>
+    public bool DynamicRope { get; init; }
 
     public static LanguageModelConfig FromJson(JsonObject json, string file) => Read(new ConfigJson(json, file));
 
@@ -55,6 +58,7 @@ public sealed record LanguageModelConfig
             TieWordEmbeddings = j.Optional("tie_word_embeddings", false),
             AttentionBias = j.Optional<bool?>("attention_bias") ?? type != "llama",
             MRopeSection = mropeSection,
+            DynamicRope = new[] { "rope_scaling", "rope_parameters" }.Any(k => j.Section(k) is { } r && (r.Optional<string>("rope_type") ?? r.Optional<string>("type")) == "dynamic"),
         };
         config.Validate(j.File);
         return config;
@@ -65,8 +69,8 @@ public sealed record LanguageModelConfig
     {
         foreach (var key in new[] { "rope_scaling", "rope_parameters" })
             if (j.Section(key) is { } rope && (rope.Optional<string>("rope_type") ?? rope.Optional<string>("type")) is { } ropeType
-                && ropeType != "default" && !(mrope && ropeType == "mrope"))
-                throw j.Invalid(key, $"has rope type '{ropeType}', which is not implemented (only default rotary positions{(mrope ? " and mrope" : "")})");
+                && ropeType is not ("default" or "dynamic") && !(mrope && ropeType == "mrope"))
+                throw j.Invalid(key, $"has rope type '{ropeType}', which is not implemented (only default rotary positions, dynamic within max_position_embeddings{(mrope ? ", mrope" : "")})");
         if (j.Optional<string>("hidden_act") is { } act && act != "silu")
             throw j.Invalid("hidden_act", $"is '{act}'; only silu (SwiGLU) is implemented");
         if (j.Optional<bool?>("use_sliding_window") == true)

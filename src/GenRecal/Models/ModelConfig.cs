@@ -21,13 +21,17 @@ public sealed record ModelConfig(LanguageModelConfig Text, VisionConfig? Vision,
     /// <summary>The family's template name (InternVL's "template" key), null where the tokenizer files carry it.</summary>
     public string? TemplateName { get; init; }
     public JsonObject? Source { get; init; }
+    /// <summary>The family's companion files as read (name → text), written back by a save.</summary>
+    public IReadOnlyDictionary<string, string> Companions { get; init; } = new Dictionary<string, string>();
     /// <summary>What only one family's code reads (e.g. Qwen2-VL's encoder and processor), in that family's own type.</summary>
     public FamilySettings? Settings { get; init; }
 
     public static ModelConfig Load(string dir)
     {
         var j = ConfigJson.Parse(Path.Combine(dir, FileName));
-        return ModelFamilies.For(j).ReadConfig(j, dir);
+        var family = ModelFamilies.For(j);
+        var companions = family.CompanionFiles.Where(f => File.Exists(Path.Combine(dir, f))).ToDictionary(f => f, f => File.ReadAllText(Path.Combine(dir, f)));
+        return family.ReadConfig(j, dir) with { Companions = companions };
     }
 
     public JsonObject ToJson() => Family.WriteConfig(this);

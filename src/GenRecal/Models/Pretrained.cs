@@ -34,14 +34,20 @@ public static class Pretrained
         var config = ModelConfig.Load(dir);
         var tokenizer = config.Family.LoadTokenizer(dir, config);
         string configPath = Path.Combine(dir, ModelConfig.FileName);
-        if (tokenizer.VocabSize > config.Text.VocabSize)
-            throw new InvalidDataException($"{configPath}: vocab_size {config.Text.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} ids ({tokenizer.BaseName} in {dir})");
+        // Real checkpoints list added tokens past the embedding (InternVL3-hf's <video>): harmless while no input uses
+        // them, which the collator and generate check. The ordinary vocabulary and the template's tokens must fit.
+        int vocab = config.Text.VocabSize;
+        var needed = tokenizer.Template.SpecialTokens().Where(t => tokenizer.SpecialTokens.TryGetValue(t, out var id) && id >= vocab).ToList();
+        if (tokenizer.OrdinaryVocabSize > vocab || needed.Count > 0)
+            throw new InvalidDataException($"{configPath}: vocab_size {vocab} is smaller than the tokenizer's " +
+                (needed.Count > 0 ? $"ids of {string.Join(", ", needed.Select(t => $"'{t}' ({tokenizer.SpecialTokens[t]})"))}" : $"{tokenizer.OrdinaryVocabSize} ordinary ids") +
+                $" ({tokenizer.BaseName} in {dir})");
         // a family that takes the image token from the tokenizer (InternVL) has no id in its config
         if (config.Vision is not null && config.ImageTokenId is null) config = config with { ImageTokenId = tokenizer.ImageTokenId };
         if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImageContext, out var tokImg) && img != tokImg)
             throw new InvalidDataException($"{configPath}: image token id {img} differs from the tokenizer's '{tokenizer.Template.ImageContext}' id {tokImg}");
         var model = Create(config);
-        LoadWeights(model, dir, keyOf: config.Family.CheckpointKey);
+        LoadWeights(model, dir, keyOf: config.Family.CheckpointKey, family: config.Family);
         model.eval();
         return new PretrainedModel(model, config, tokenizer, dir);
     }
@@ -51,9 +57,11 @@ public static class Pretrained
     {
         System.IO.Directory.CreateDirectory(dir);
         AtomicFile.WriteAllText(Path.Combine(dir, ModelConfig.FileName), config.ToJson().ToJsonString(new() { WriteIndented = true }));
-        Safetensors.Save(Path.Combine(dir, WeightsFileName), StateDict(model, config.Family.CheckpointKey), new Dictionary<string, string> { ["format"] = "pt" });
+        Safetensors.Save(Path.Combine(dir, WeightsFileName), config.Family.ToFiles(StateDict(model, config.Family.CheckpointKey)),
+                         new Dictionary<string, string> { ["format"] = "pt" });
         var index = Path.Combine(dir, IndexFileName);
         if (File.Exists(index)) File.Delete(index); // a stale shard index would shadow the new single file
+        foreach (var (name, text) in config.Companions) AtomicFile.WriteAllText(Path.Combine(dir, name), text);
         tokenizer.Save(dir);
     }
 
@@ -64,11 +72,13 @@ public static class Pretrained
 
     /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>; <paramref name="keyOf"/>
     /// gives each parameter's name in the files.</summary>
-    public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName, Func<string, string>? keyOf = null)
+    public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName, Func<string, string>? keyOf = null,
+                                   Families.ModelFamily? family = null)
     {
         var (tensors, files) = ReadWeightFiles(dir, weightsFile);
         try
         {
+            family?.FromFiles(tensors, files);
             Assign(model, tensors, files, dir, keyOf ?? (n => n));
         }
         finally

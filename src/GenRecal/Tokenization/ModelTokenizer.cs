@@ -63,6 +63,8 @@ public sealed partial class ModelTokenizer
     public int BaseVocabSize { get; }
     public int VocabSize { get; }
     public bool IsCompact => compactToBase is not null;
+    /// <summary>Ids of ordinary (non-added) tokens: 0 .. this − 1.</summary>
+    public int OrdinaryVocabSize => compactToBase?.Length ?? BaseVocabSize;
 
     /// <summary>GenRecal's chat layout: the saved record, or ChatML for plain HF files (see <see cref="HfChatTemplate"/>).</summary>
     public ChatTemplate Template { get; }

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using GenRecal.Tokenization;
+using static TorchSharp.torch;
 
 namespace GenRecal.Models.Families;
 
@@ -30,6 +31,18 @@ public abstract class ModelFamily
     /// <summary>The checkpoint key of one of our parameter names (vision_model.*, mlp1.*, model.*, lm_head.*).</summary>
     public abstract string CheckpointKey(string parameterName);
 
+    /// <summary>Rearranges tensors read from the family's files into <see cref="CheckpointKey"/>'s names (e.g. fusing
+    /// separate q/k/v projections), keeping <paramref name="files"/> (tensor → file, for error messages) in step.
+    /// Parts it needs and cannot find are left for the strict load to report by name.</summary>
+    public virtual void FromFiles(Dictionary<string, Tensor> tensors, Dictionary<string, string> files) { }
+
+    /// <summary>The inverse of <see cref="FromFiles"/>, for saving in the family's own layout.</summary>
+    public virtual Dictionary<string, Tensor> ToFiles(Dictionary<string, Tensor> tensors) => tensors;
+
+    /// <summary>Files beside config.json that belong to the checkpoint (processor settings, chat template, generation
+    /// config): carried through a save unchanged, so a distilled student is a complete checkpoint of its family.</summary>
+    public virtual IReadOnlyList<string> CompanionFiles => ["generation_config.json"];
+
     /// <summary>The tokenizer of a model directory, with this family's chat template.</summary>
     public abstract ModelTokenizer LoadTokenizer(string dir, ModelConfig config);
 
@@ -56,7 +69,8 @@ public static class ModelFamilies
     public static readonly ModelFamily GenRecal = new GenRecalLayout.GenRecalFamily();
     public static readonly ModelFamily InternVL = global::GenRecal.Models.Families.InternVL.InternVlFamily.Instance;
     public static readonly ModelFamily Qwen2VL = global::GenRecal.Models.Families.Qwen2VL.Qwen2VlFamily.Instance;
-    public static readonly IReadOnlyList<ModelFamily> All = [InternVL, Qwen2VL, GenRecal];
+    public static readonly ModelFamily InternVLHf = global::GenRecal.Models.Families.InternVLHf.InternVlHfFamily.Instance;
+    public static readonly IReadOnlyList<ModelFamily> All = [InternVL, InternVLHf, Qwen2VL, GenRecal];
 
     internal static ModelFamily For(ConfigJson config)
     {

@@ -119,7 +119,11 @@ internal sealed class InternVlFamily : ModelFamily
     public override int ImageTokens(int width, int height, ModelConfig config) =>
         (config.Tiling is { } t ? DynamicTiling.Count(width, height, t, config.Vision!.TileSize) : 1) * config.Vision!.NumImageTokens;
 
-    public override ImageInput LoadImage(string path, ModelConfig config)
+    public override ImageInput LoadImage(string path, ModelConfig config) => LoadTiles(path, config);
+
+    /// <summary>load_image: the tiles (dynamic tiling, or one tile) as [tiles, 3, S, S] — shared with the -hf layout,
+    /// whose GotOcr2 processor cuts and resizes the same way.</summary>
+    internal static ImageInput LoadTiles(string path, ModelConfig config)
     {
         var v = config.Vision!;
         var (rgb, w, h) = ImagePreprocessor.DecodeRgb(path);

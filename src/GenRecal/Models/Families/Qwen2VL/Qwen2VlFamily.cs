@@ -89,6 +89,8 @@ internal sealed class Qwen2VlFamily : ModelFamily
         return config with { Settings = s };
     }
 
+    public override IReadOnlyList<string> CompanionFiles => [ProcessorFileName, "chat_template.json", "generation_config.json"];
+
     public override JsonObject WriteConfig(ModelConfig config)
     {
         var json = config.Source?.DeepClone().AsObject() ?? throw new InvalidOperationException("a Qwen2-VL config is written back from the one read");
