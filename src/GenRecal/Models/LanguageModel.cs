@@ -40,7 +40,7 @@ public sealed class LanguageModel : nn.Module
             throw new ArgumentException($"{past + t} positions exceed max_position_embeddings {Config.MaxPositionEmbeddings}, beyond which dynamic rope scaling (not implemented) would change the rotary frequencies");
         positionIds ??= AttentionMask.Positions(b, t, past, attentionMask);
         var mask = AttentionMask.Causal(b, t, past, attentionMask);
-        var (cos, sin) = rotary.Compute(positionIds);
+        var (cos, sin) = rotary.Compute(positionIds, inputsEmbeds.dtype);
         var h = inputsEmbeds;
         for (int i = 0; i < layers.Count; i++) h = layers[i].Forward(h, cos, sin, mask, cache, i);
         return norm.forward(h).MoveToOuterDisposeScope();

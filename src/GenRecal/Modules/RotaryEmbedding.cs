@@ -30,8 +30,9 @@ public sealed class RotaryEmbedding
     }
 
     /// <summary>cos and sin for <paramref name="positionIds"/> [B, T] (or [3, B, T] with M-RoPE) → each [B, 1, T, D]
-    /// (broadcast over heads).</summary>
-    public (Tensor Cos, Tensor Sin) Compute(Tensor positionIds)
+    /// (broadcast over heads), computed in float32 and returned in <paramref name="dtype"/> (the activations' type, as
+    /// transformers casts them: fp32 angles would otherwise turn bf16 q/k into fp32).</summary>
+    public (Tensor Cos, Tensor Sin) Compute(Tensor positionIds, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
         Tensor emb;
@@ -48,7 +49,7 @@ public sealed class RotaryEmbedding
             var freqs = positionIds.to(ScalarType.Float32).unsqueeze(-1) * invFreq; // [B, T, D/2]
             emb = cat([freqs, freqs], -1).unsqueeze(1);                             // [B, 1, T, D]
         }
-        return (emb.cos().MoveToOuterDisposeScope(), emb.sin().MoveToOuterDisposeScope());
+        return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)

@@ -1,3 +1,4 @@
+using TorchSharp;
 using GenRecal.Evaluation;
 using GenRecal.Models;
 using static TorchSharp.torch;
@@ -129,5 +130,25 @@ public class BatchedGenerationTests
         var batch = TextGenerator.GenerateGreedyBatch(model, [p0, p1], 6, [], tok.PadId, new ImageBatch(pixels, null));
         Assert.Equal(TextGenerator.Generate(model, p0, new GenerationOptions { MaxNewTokens = 6 }, new ImageBatch(pixels[0..1], null)), batch[0]);
         Assert.Equal(TextGenerator.Generate(model, p1, new GenerationOptions { MaxNewTokens = 6 }, new ImageBatch(pixels[1..2], null)), batch[1]);
+    }
+
+    [Fact]
+    public void A_model_cast_to_bf16_runs_and_its_logits_stay_within_bf16_precision()
+    {
+        manual_seed(3);
+        var model = new CausalLanguageModel(TestSupport.TinyText(vocab: 50, hidden: 64, heads: 4, kvHeads: 2));
+        TestSupport.Randomize(model, 3, 0.1);
+        model.eval();
+        var ids = randint(0, 50, [2, 12]);
+        using var noGrad = no_grad();
+        var full = model.Logits(ids);
+        model.to(ScalarType.BFloat16);
+        var half = model.Logits(ids);
+        Assert.Equal(ScalarType.BFloat16, half.dtype);
+        // bf16 keeps 8 significant bits: relative error about 2^-8 per rounding, a few roundings deep
+        double scale = full.abs().max().item<float>();
+        double diff = (half.to(ScalarType.Float32) - full).abs().max().item<float>();
+        Assert.True(diff < 0.05 * scale, $"max |bf16 − fp32| {diff:g3} against logits up to {scale:g3}");
+        Assert.True(diff > 0, "the cast changed nothing: the model did not run in bf16");
     }
 }
