@@ -1,0 +1,76 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace GenRecal.Training;
+
+/// <summary>
+/// bf16 mixed precision without autocast (TorchSharp 0.107 has none): the models compute in bf16, the optimizer owns
+/// float32 master copies of the trainable weights. After each backward the bf16 gradients are moved into float32 master
+/// gradients (clipping and AdamW's moments stay float32), and after each optimizer step the masters are rounded back
+/// into the bf16 weights. Norms, softmax and the losses already compute in float32 (RMSNorm, attention, DistillationLosses).
+/// Weights are found by name at every use, because casting a module (before a checkpoint is saved) replaces its tensors.
+/// </summary>
+public sealed class MixedPrecision : IDisposable
+{
+    public const string Bf16 = "bf16", Fp32 = "fp32";
+    readonly Func<IReadOnlyDictionary<string, Parameter>> current;
+    readonly Dictionary<string, Parameter> masters;
+
+    /// <param name="trainable">names of the trained weights, as <paramref name="current"/> lists them</param>
+    /// <param name="current">every trainable module's weights by name, as they are now (bf16)</param>
+    public MixedPrecision(IEnumerable<string> trainable, Func<IReadOnlyDictionary<string, Parameter>> current)
+    {
+        this.current = current;
+        var now = current();
+        masters = trainable.ToDictionary(n => n, n =>
+        {
+            using var noGrad = no_grad();
+            var m = new Parameter(now[n].detach().to(ScalarType.Float32).clone());
+            m.DetachFromDisposeScope();
+            return m;
+        });
+    }
+
+    /// <summary>The float32 weights the optimizer updates.</summary>
+    public IReadOnlyList<Parameter> Masters => masters.Values.ToList();
+
+    /// <summary>Adds each bf16 gradient into its master's float32 gradient and zeroes the bf16 one, so micro-batches of
+    /// an accumulated step sum in float32 (the optimizer's zero_grad clears the masters' at the start of a step).</summary>
+    public void AccumulateGradients()
+    {
+        var now = current();
+        using var noGrad = no_grad();
+        foreach (var (name, master) in masters)
+        {
+            using var g = now[name].grad;
+            if (g is null) continue;
+            using var g32 = g.to(ScalarType.Float32);
+            using var mg = master.grad;
+            if (mg is null) master.grad = g32.clone().DetachFromDisposeScope();
+            else mg.add_(g32);
+            g.zero_();
+        }
+    }
+
+    /// <summary>Rounds the updated masters into the models' bf16 weights.</summary>
+    public void MastersToModels()
+    {
+        var now = current();
+        using var noGrad = no_grad();
+        foreach (var (name, master) in masters) now[name].copy_(master);
+    }
+
+    public void Dispose()
+    {
+        foreach (var m in masters.Values) m.Dispose();
+    }
+
+    /// <summary>The dtype named by a config or CLI value.</summary>
+    public static ScalarType Parse(string dtype, string source) => dtype switch
+    {
+        Fp32 => ScalarType.Float32,
+        Bf16 => ScalarType.BFloat16,
+        _ => throw new ArgumentException($"{source}: dtype '{dtype}' is not supported (fp32, bf16)"),
+    };
+}
