@@ -23,8 +23,15 @@ public static class InspectCommand
         var family = pm.Config.Family;
         // parameter counts per component, under the checkpoint's own key names
         long Count(ModelComponent c) => m.named_parameters().Where(p => ModelComponents.Of(p.name) == c).Sum(p => p.parameter.numel());
-        string Prefix(string ours) => family.CheckpointKey(ours + ".")[..^1];
-        var table = new Table().AddColumn("component").AddColumn("checkpoint keys").AddColumn(new TableColumn("parameters").RightAligned()).AddColumn("shape");
+        // the checkpoint's own prefix of a component: what the family's names of its weights have in common
+        string Prefix(string ours)
+        {
+            var keys = m.named_parameters().Where(p => p.name.StartsWith(ours + ".", StringComparison.Ordinal)).Select(p => family.CheckpointKey(p.name)).ToList();
+            if (keys.Count == 0) return ours;
+            var common = keys.Aggregate((a, b) => new string(a.Zip(b).TakeWhile(p => p.First == p.Second).Select(p => p.First).ToArray()));
+            return common[..Math.Max(0, common.LastIndexOf('.'))];
+        }
+        var table = new Table().AddColumn("component").AddColumn(new TableColumn("checkpoint keys").NoWrap()).AddColumn(new TableColumn("parameters").RightAligned()).AddColumn("shape");
         if (pm.Vlm is not null)
         {
             var v = pm.Config.Vision;
@@ -38,16 +45,17 @@ public static class InspectCommand
             $"{t.ModelType}: embeddings {t.VocabSize} x {t.HiddenSize}, {t.NumHiddenLayers} layers, {t.NumAttentionHeads} heads / {t.NumKeyValueHeads} kv, head_dim {t.HeadDim}, ffn {t.IntermediateSize}");
         table.AddRow("head", t.TieWordEmbeddings ? "(tied to the embeddings)" : Prefix("lm_head"), t.TieWordEmbeddings ? "tied" : $"{Count(ModelComponent.Head):N0}", $"{t.HiddenSize} -> {t.VocabSize}");
         table.AddRow("[bold]total[/]", "", $"[bold]{m.CountParameters():N0}[/]", "");
-        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(dir)}[/]: family {Markup.Escape(family.Name)}, rope_theta {t.RopeTheta}");
+        Console.WriteLine($"{dir}: family {family.Name} ({family.Covers}), rope_theta {t.RopeTheta}");
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine($"images: {Markup.Escape(family.ImageRule(pm.Config))}" + (pm.Config.ImageTokenId is { } img ? $"; image token id {img}" : ""));
+        // plain lines (not Spectre markup, which wraps at the console width): long values stay whole when piped
+        Console.WriteLine($"images: {family.ImageRule(pm.Config)}" + (pm.Config.ImageTokenId is { } img ? $"; image token id {img}" : ""));
         var tok = pm.Tokenizer;
-        AnsiConsole.MarkupLine($"tokenizer: {Markup.Escape(tok.BaseName)}{(tok.IsCompact ? $" (compact: {tok.VocabSize} of {tok.BaseVocabSize} base ids)" : "")}, vocabulary {tok.VocabSize}");
-        AnsiConsole.MarkupLine($"special tokens: {Markup.Escape(string.Join(", ", tok.SpecialTokens.OrderBy(kv => kv.Value).Take(24).Select(kv => $"{kv.Key}={kv.Value}")))}{(tok.SpecialTokens.Count > 24 ? $" (+{tok.SpecialTokens.Count - 24} more)" : "")}");
+        Console.WriteLine($"tokenizer: {tok.BaseName}{(tok.IsCompact ? $" (compact: {tok.VocabSize} of {tok.BaseVocabSize} base ids)" : "")}, vocabulary {tok.VocabSize}");
+        Console.WriteLine($"special tokens: {string.Join(", ", tok.SpecialTokens.OrderBy(kv => kv.Value).Take(24).Select(kv => $"{kv.Key}={kv.Value}"))}{(tok.SpecialTokens.Count > 24 ? $" (+{tok.SpecialTokens.Count - 24} more)" : "")}");
         var tpl = tok.Template;
-        AnsiConsole.MarkupLine($"chat template{(pm.Config.TemplateName is { } name ? $" '{Markup.Escape(name)}'" : "")}: " +
-            $"{(tpl.SystemPrefix.Length > 0 ? $"system {Markup.Escape(Quote(tpl.SystemPrefix))}, " : "")}user {Markup.Escape(Quote(tpl.UserPrefix))}, " +
-            $"assistant {Markup.Escape(Quote(tpl.AssistantPrefix))}, end {Markup.Escape(Quote(tpl.EndOfTurn))}, image {Markup.Escape(Quote(tpl.ImageBlock(1)))}");
+        Console.WriteLine($"chat template{(pm.Config.TemplateName is { } name ? $" '{name}'" : "")}: " +
+            $"{(tpl.SystemPrefix.Length > 0 ? $"system {Quote(tpl.SystemPrefix)}, " : "")}user {Quote(tpl.UserPrefix)}, " +
+            $"assistant {Quote(tpl.AssistantPrefix)}, end {Quote(tpl.EndOfTurn)}, image {Quote(tpl.ImageBlock(1))}");
         return ExitCodes.Success;
     }
 

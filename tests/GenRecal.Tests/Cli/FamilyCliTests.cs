@@ -42,12 +42,16 @@ public class FamilyCliTests
         Assert.Equal(601, ids[0]); // <|im_start|> in the fixture's tokenizer.json, no system block before it
     }
 
-    [Fact]
-    public void Inspect_names_the_family_components_image_rule_and_template()
+    [Theory]
+    [InlineData("internvl", "internvl2_5-qwen2", "internvl_chat;language_model.model;tiles of 56px;4 tokens per tile;'internvl2_5';<IMG_CONTEXT>")]
+    [InlineData("internvl-hf", "internvl3-hf", "internvl;model.vision_tower;model.multi_modal_projector;model.language_model;tiles of 56px;<IMG_CONTEXT>")]
+    [InlineData("qwen2vl", "qwen2-vl", "qwen2_vl;visual;visual.merger;multiples of 28px;<|image_pad|>;You are a helpful assistant.")]
+    [InlineData("qwen2vl", "qwen2.5-vl", "qwen2_vl;window attention;tied")]
+    public void Inspect_names_the_family_components_image_rule_and_template(string family, string variant, string expected)
     {
-        var (code, output, err) = CliTests.Run("inspect", "--model", Variant("internvl2_5-qwen2"));
+        var (code, output, err) = CliTests.Run("inspect", "--model", TestSupport.Fixture(family, variant));
         Assert.True(code == ExitCodes.Success, err);
-        foreach (var s in new[] { "internvl_chat", "vision encoder", "projector", "language_model.model", "tiles of 56px", "4 tokens per tile", "'internvl2_5'", "<IMG_CONTEXT>" })
+        foreach (var s in expected.Split(';'))
             Assert.Contains(s, output);
     }
 
