@@ -58,6 +58,27 @@ public abstract class ModelFamily
 
     /// <summary>One line on how images become tokens (inspect).</summary>
     public abstract string ImageRule(ModelConfig config);
+
+    /// <summary>The directory's tokenizer laid out with <paramref name="template"/>; refused, naming what is missing, when
+    /// the tokenizer lacks a token the template writes.</summary>
+    protected static ModelTokenizer TokenizerWith(string dir, ChatTemplate template, string templateName)
+    {
+        var tok = ModelTokenizer.Load(dir).WithTemplate(template);
+        var missing = template.SpecialTokens().Where(t => !tok.SpecialTokens.ContainsKey(t)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, which {templateName} needs");
+        return tok;
+    }
+
+    /// <summary>config.json as it was read (every key kept), with the dtype the weights are now saved in, at the top and
+    /// in the nested text config.</summary>
+    protected static JsonObject SourceAsSaved(ModelConfig config, string textSection)
+    {
+        var json = config.Source?.DeepClone().AsObject() ?? throw new InvalidOperationException($"a {config.Family.Name} config is written back from the one read");
+        json["torch_dtype"] = "float32";
+        if (json[textSection] is JsonObject t) t["torch_dtype"] = "float32";
+        return json;
+    }
 }
 
 /// <summary>A family's own settings, defined in its folder and read only there.</summary>

@@ -91,14 +91,7 @@ internal sealed class InternVlFamily : ModelFamily
         return ReadConfig(new ConfigJson(json, "(new InternVL config)"));
     }
 
-    /// <summary>The file as read (every key kept), with the dtype the weights are now saved in.</summary>
-    public override JsonObject WriteConfig(ModelConfig config)
-    {
-        var json = config.Source?.DeepClone().AsObject() ?? throw new InvalidOperationException("an InternVL config is written back from the one read");
-        json["torch_dtype"] = "float32";
-        if (json["llm_config"] is JsonObject llm) llm["torch_dtype"] = "float32";
-        return json;
-    }
+    public override JsonObject WriteConfig(ModelConfig config) => SourceAsSaved(config, "llm_config");
 
     public override string CheckpointKey(string parameterName) =>
         parameterName.StartsWith("model.", StringComparison.Ordinal) || parameterName.StartsWith("lm_head.", StringComparison.Ordinal)
@@ -108,12 +101,7 @@ internal sealed class InternVlFamily : ModelFamily
     public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config)
     {
         var template = InternVlTemplates.For(config.TemplateName, Path.Combine(dir, ModelConfig.FileName));
-        var tok = ModelTokenizer.Load(dir).WithTemplate(template);
-        var missing = template.SpecialTokens().Concat([template.ImageContext, template.ImageStart, template.ImageEnd, template.EndOfTurn])
-            .Distinct().Where(s => !tok.SpecialTokens.ContainsKey(s)).ToList();
-        if (missing.Count > 0)
-            throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, which template '{config.TemplateName}' needs");
-        return tok;
+        return TokenizerWith(dir, template, $"template '{config.TemplateName}'");
     }
 
     public override int ImageTokens(int width, int height, ModelConfig config) =>

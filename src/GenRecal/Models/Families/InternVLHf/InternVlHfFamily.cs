@@ -90,13 +90,7 @@ internal sealed class InternVlHfFamily : ModelFamily
     public override IReadOnlyList<string> CompanionFiles =>
         ["preprocessor_config.json", "processor_config.json", "chat_template.jinja", "chat_template.json", "generation_config.json"];
 
-    public override JsonObject WriteConfig(ModelConfig config)
-    {
-        var json = config.Source?.DeepClone().AsObject() ?? throw new InvalidOperationException("an -hf config is written back from the one read");
-        json["torch_dtype"] = "float32";
-        if (json["text_config"] is JsonObject t) t["torch_dtype"] = "float32";
-        return json;
-    }
+    public override JsonObject WriteConfig(ModelConfig config) => SourceAsSaved(config, "text_config");
 
     /// <summary>Our names → transformers' (the fused attn.qkv stays one name here; <see cref="ToFiles"/> splits it).</summary>
     public override string CheckpointKey(string p)
@@ -180,14 +174,7 @@ internal sealed class InternVlHfFamily : ModelFamily
         ImagePlaceholder = "<image>", ImageStart = "<img>", ImageContext = "<IMG_CONTEXT>", ImageEnd = "</img>", ImageSeparator = "\n",
     };
 
-    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config)
-    {
-        var tok = ModelTokenizer.Load(dir).WithTemplate(Template);
-        var missing = Template.SpecialTokens().Where(t => !tok.SpecialTokens.ContainsKey(t)).ToList();
-        if (missing.Count > 0)
-            throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, which InternVL's -hf processor needs");
-        return tok;
-    }
+    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config) => TokenizerWith(dir, Template, "InternVL's -hf processor");
 
     public override int ImageTokens(int width, int height, ModelConfig config) =>
         DynamicTiling.Count(width, height, config.Tiling!, config.Vision!.TileSize) * config.Vision.NumImageTokens;

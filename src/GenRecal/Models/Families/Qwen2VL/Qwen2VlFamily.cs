@@ -91,13 +91,7 @@ internal sealed class Qwen2VlFamily : ModelFamily
 
     public override IReadOnlyList<string> CompanionFiles => [ProcessorFileName, "chat_template.json", "generation_config.json"];
 
-    public override JsonObject WriteConfig(ModelConfig config)
-    {
-        var json = config.Source?.DeepClone().AsObject() ?? throw new InvalidOperationException("a Qwen2-VL config is written back from the one read");
-        json["torch_dtype"] = "float32";
-        if (json["text_config"] is JsonObject t) t["torch_dtype"] = "float32";
-        return json;
-    }
+    public override JsonObject WriteConfig(ModelConfig config) => SourceAsSaved(config, "text_config");
 
     public override string CheckpointKey(string parameterName) => parameterName switch
     {
@@ -108,14 +102,7 @@ internal sealed class Qwen2VlFamily : ModelFamily
 
     public override CausalLanguageModel CreateModel(ModelConfig config) => new Qwen2VisionLanguageModel(config);
 
-    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config)
-    {
-        var tok = ModelTokenizer.Load(dir).WithTemplate(Template);
-        var missing = Template.SpecialTokens().Where(t => !tok.SpecialTokens.ContainsKey(t)).ToList();
-        if (missing.Count > 0)
-            throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, which Qwen2-VL's chat template needs");
-        return tok;
-    }
+    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config) => TokenizerWith(dir, Template, "Qwen2-VL's chat template");
 
     /// <summary>The Instruct checkpoints' chat template for one user turn (text and at most one image, image first) and a
     /// generation prompt: the default system message, ChatML turns, &lt;|vision_start|&gt;&lt;|image_pad|&gt;…&lt;|vision_end|&gt;.</summary>
