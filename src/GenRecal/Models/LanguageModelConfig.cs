@@ -33,7 +33,7 @@ public sealed record LanguageModelConfig
     internal static LanguageModelConfig Read(ConfigJson j, bool mrope = false)
     {
         string type = j.Optional<string>("model_type") ?? "qwen2";
-        string[] types = mrope ? ["qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"] : ["qwen2", "llama", "genrecal_vlm"];
+        string[] types = mrope ? ["qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"] : ["qwen2", "llama"];
         if (!types.Contains(type))
             throw j.Invalid("model_type", $"is '{type}'; supported: {string.Join(", ", types)}");
         int heads = j.Required<int>("num_attention_heads");

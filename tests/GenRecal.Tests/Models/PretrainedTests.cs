@@ -138,4 +138,25 @@ public class PretrainedTests
         File.Delete(Path.Combine(dir, ModelTokenizer.ConfigFileName));
         Assert.Contains("no tokenizer found", Assert.Throws<FileNotFoundException>(() => Pretrained.Load(dir)).Message);
     }
+
+    [Fact]
+    public void A_vlm_is_written_as_genrecal_vlm_never_as_a_text_model_and_old_directories_still_load()
+    {
+        var (model, config, tok) = TinyVlm();
+        var dir = TestSupport.TempDir();
+        Pretrained.Save(model, config, tok, dir);
+        var path = Path.Combine(dir, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+        // transformers would load architectures Qwen2ForCausalLM as a text model and drop the vision weights silently
+        Assert.Equal("genrecal_vlm", (string)json["model_type"]!);
+        Assert.DoesNotContain("Qwen2ForCausalLM", json["architectures"]!.ToJsonString());
+        Assert.Equal("qwen2", (string)json["text_model_type"]!);
+        using (var loaded = Pretrained.Load(dir)) Assert.Equal("qwen2", loaded.Config.Text.ModelType);
+        // a directory written before: model_type qwen2 with a vision_config
+        json["model_type"] = "qwen2";
+        json.AsObject().Remove("text_model_type");
+        File.WriteAllText(path, json.ToJsonString());
+        using var old = Pretrained.Load(dir);
+        Assert.NotNull(old.Vlm);
+    }
 }

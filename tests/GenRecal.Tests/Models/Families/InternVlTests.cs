@@ -168,7 +168,7 @@ public class InternVlTests
         Assert.Equal(6, terms.Count);
         var outDir = Path.Combine(root, "out", "student");
         var type = (string)JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "config.json")))!["model_type"]!;
-        Assert.Equal(internVlStudent ? "internvl_chat" : "qwen2", type);
+        Assert.Equal(internVlStudent ? "internvl_chat" : "genrecal_vlm", type);
         var keys = GenRecal.Tensors.Safetensors.Load(Path.Combine(outDir, "model.safetensors")).Keys;
         Assert.Equal(internVlStudent, keys.Contains("language_model.model.norm.weight"));
         using var reloaded = Pretrained.Load(outDir);

@@ -9,6 +9,9 @@ namespace GenRecal.Models.Families.GenRecalLayout;
 /// own VLM on top of it: a "vision_config" section (a plain ViT, pixel shuffle and mlp1, InternVL's key names
 /// vision_model.* / mlp1.*), one square tile per image resized bilinearly, and a "genrecal" section with the image
 /// token id. The chat template is the one the tokenizer files carry. The demo's models are this family.
+/// A VLM is written as model_type "genrecal_vlm" (its LM's own type under "text_model_type"), never as
+/// Qwen2ForCausalLM: transformers would load that as a text model and drop the vision weights without an error.
+/// Directories written before, as qwen2/llama with a vision_config, still load.
 /// </summary>
 internal sealed class GenRecalFamily : ModelFamily
 {
@@ -18,9 +21,18 @@ internal sealed class GenRecalFamily : ModelFamily
     internal override bool Reads(ConfigJson config) =>
         config.Optional<string>("model_type") is null or "qwen2" or "llama" or "genrecal_vlm" && config.Json["llm_config"] is null;
 
+    const string VlmType = "genrecal_vlm";
+
     internal override ModelConfig ReadConfig(ConfigJson j)
     {
-        var text = LanguageModelConfig.Read(j);
+        var textJson = j;
+        if (j.Optional<string>("model_type") == VlmType)
+        {
+            var copy = j.Json.DeepClone().AsObject();
+            copy["model_type"] = j.Optional<string>("text_model_type") ?? "qwen2";
+            textJson = new ConfigJson(copy, j.File);
+        }
+        var text = LanguageModelConfig.Read(textJson);
         var vision = j.Section("vision_config") is { } v ? VisionConfig.Read(v) : null;
         int? imageToken = j.Section("genrecal")?.Optional<int?>("image_token_id");
         if (vision is not null && imageToken is null)
@@ -36,6 +48,9 @@ internal sealed class GenRecalFamily : ModelFamily
         config.Text.WriteTo(json);
         if (config.Vision is not null)
         {
+            json["text_model_type"] = config.Text.ModelType;
+            json["model_type"] = VlmType;
+            json["architectures"] = new JsonArray("GenRecalVisionLanguageModel");
             json["vision_config"] = config.Vision.ToJson();
             json["genrecal"] = new JsonObject { ["image_token_id"] = config.ImageTokenId };
         }
