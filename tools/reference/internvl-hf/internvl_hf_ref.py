@@ -29,7 +29,7 @@ whose config.json / generation_config.json say "transformers_version": "4.52.0.d
     _compute_dynamic_ntk_parameters, dynamic_rope_update).
 
 All math runs in float32 (bf16/f16 checkpoints are upcast when loaded).
-Tokenization and Jinja chat-template rendering are NOT done here (see tokenize.mjs).
+Tokenization and Jinja chat-template rendering are NOT done here (see tools/reference/common/tokenize.mjs).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import json
 import math
 import os
 import re
-import struct
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -47,79 +47,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 # ---------------------------------------------------------------------------
-# safetensors I/O (copied from tools/reference/internvl/internvl_ref.py; format: 8-byte LE u64
-# header length, UTF-8 JSON header padded with spaces to a multiple of 8, raw little-endian data)
+# safetensors I/O (hand written; format: 8-byte LE u64 header length, UTF-8 JSON header padded with spaces
+# to a multiple of 8, raw little-endian data) and the small building blocks live in
+# tools/reference/common/refcommon, shared with tools/reference/internvl and tools/reference/qwen2vl.
 # ---------------------------------------------------------------------------
 
-_ST_DTYPES = {
-    torch.float32: ("F32", 4),
-    torch.float16: ("F16", 2),
-    torch.bfloat16: ("BF16", 2),
-    torch.int64: ("I64", 8),
-    torch.int32: ("I32", 4),
-    torch.uint8: ("U8", 1),
-}
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().astype("<i2").tobytes()
-    if t.dtype == torch.float16:
-        return t.numpy().astype("<f2").tobytes()
-    if t.dtype == torch.float32:
-        return t.numpy().astype("<f4").tobytes()
-    if t.dtype == torch.int64:
-        return t.numpy().astype("<i8").tobytes()
-    if t.dtype == torch.int32:
-        return t.numpy().astype("<i4").tobytes()
-    if t.dtype == torch.uint8:
-        return t.numpy().tobytes()
-    raise TypeError(f"unsupported dtype {t.dtype}")
-
-
-def save_safetensors(path: str, tensors: Dict[str, torch.Tensor],
-                     metadata: Optional[Dict[str, str]] = None) -> None:
-    header: Dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
-    blobs: List[bytes] = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        dt, _ = _ST_DTYPES[t.dtype]
-        b = _tensor_bytes(t)
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    hjson = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
-    hjson += b" " * ((8 - len(hjson) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        for b in blobs:
-            f.write(b)
-
-
-def load_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    with open(path, "rb") as f:
-        data = f.read()
-    (hlen,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + hlen].decode("utf-8"))
-    base = 8 + hlen
-    meta = header.pop("__metadata__", {})
-    out: Dict[str, torch.Tensor] = {}
-    np_types = {"F16": "<f2", "F32": "<f4", "I64": "<i8", "I32": "<i4", "U8": "u1"}
-    for name, info in header.items():
-        s, e = info["data_offsets"]
-        raw = data[base + s:base + e]
-        dt = info["dtype"]
-        if dt == "BF16":
-            t = torch.from_numpy(np.frombuffer(raw, dtype="<i2").copy()).view(torch.bfloat16)
-        elif dt in np_types:
-            t = torch.from_numpy(np.frombuffer(raw, dtype=np_types[dt]).copy())
-        else:
-            raise TypeError(dt)
-        out[name] = t.reshape(info["shape"])
-    return out, meta
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from refcommon.safetensors_io import load_safetensors, save_safetensors  # noqa: E402,F401
+from refcommon.ops import decoder_layers, gelu, linear, rms_norm  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------
@@ -410,32 +345,9 @@ def insert_media_placeholders(prompt: str, image_num_patches: Sequence[int], ima
 
 
 # ---------------------------------------------------------------------------
-# Building blocks
+# Building blocks: linear, gelu (ACT2FN["gelu"] = exact erf GELU), rms_norm (InternVLVisionRMSNorm /
+# Qwen2RMSNorm: float32 variance, weight * x.to(input_dtype)) come from refcommon.ops
 # ---------------------------------------------------------------------------
-
-def linear(x, w, b=None):
-    return F.linear(x, w, b)
-
-
-def gelu(x):
-    # ACT2FN["gelu"] = GELUActivation -> nn.functional.gelu (exact erf form)
-    return F.gelu(x)
-
-
-def rms_norm(x, w, eps):
-    # InternVLVisionRMSNorm / Qwen2RMSNorm: float32 variance, weight * x.to(input_dtype)
-    input_dtype = x.dtype
-    h = x.to(torch.float32)
-    variance = h.pow(2).mean(-1, keepdim=True)
-    h = h * torch.rsqrt(variance + eps)
-    return w * h.to(input_dtype)
-
-
-def rotate_half(x):
-    x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2:]
-    return torch.cat((-x2, x1), dim=-1)
-
 
 ACT = {"gelu": gelu, "silu": F.silu}
 
@@ -621,39 +533,9 @@ class Qwen2Ref:
         P = 0 if past is None else past[0][0].shape[1]
         assert P + T <= self.max_pos, "dynamic RoPE / max_position_embeddings would kick in"
         cos, sin = self.rope(torch.arange(P, P + T))
-        h = inputs_embeds
-        new_past = []
-        rep = self.n_heads // self.n_kv
-        for li in range(self.n_layers):
-            pre = f"layers.{li}."
-            x = rms_norm(h, self.w(pre + "input_layernorm.weight"), self.eps)
-            a = pre + "self_attn."
-            q = linear(x, self.w(a + "q_proj.weight"), self.w(a + "q_proj.bias"))
-            k = linear(x, self.w(a + "k_proj.weight"), self.w(a + "k_proj.bias"))
-            v = linear(x, self.w(a + "v_proj.weight"), self.w(a + "v_proj.bias"))
-            q = q.view(T, self.n_heads, self.head_dim).transpose(0, 1)
-            k = k.view(T, self.n_kv, self.head_dim).transpose(0, 1)
-            v = v.view(T, self.n_kv, self.head_dim).transpose(0, 1)
-            q = q * cos[None] + rotate_half(q) * sin[None]          # apply_rotary_pos_emb
-            k = k * cos[None] + rotate_half(k) * sin[None]
-            if past is not None:
-                k = torch.cat([past[li][0], k], dim=1)
-                v = torch.cat([past[li][1], v], dim=1)
-            new_past.append((k, v))
-            kk = k.repeat_interleave(rep, dim=0)                     # repeat_kv
-            vv = v.repeat_interleave(rep, dim=0)
-            S = kk.shape[1]
-            scores = torch.matmul(q, kk.transpose(1, 2)) * (self.head_dim ** -0.5)
-            causal = torch.arange(S)[None, :] > torch.arange(P, P + T)[:, None]
-            scores = scores.masked_fill(causal[None], torch.finfo(torch.float32).min)
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            o = torch.matmul(probs, vv).transpose(0, 1).reshape(T, self.n_heads * self.head_dim)
-            h = h + linear(o, self.w(a + "o_proj.weight"))           # o_proj has no bias
-            x = rms_norm(h, self.w(pre + "post_attention_layernorm.weight"), self.eps)
-            m = pre + "mlp."
-            d = linear(F.silu(linear(x, self.w(m + "gate_proj.weight"))) * linear(x, self.w(m + "up_proj.weight")),
-                       self.w(m + "down_proj.weight"))
-            h = h + d
+        # Qwen2DecoderLayer stack (refcommon.ops.decoder_layers): q/k/v with bias, o_proj and MLP without
+        h, new_past = decoder_layers(inputs_embeds, cos, sin, past, self.W, self.p + "layers.", self.n_layers,
+                                     self.n_heads, self.n_kv, self.head_dim, self.eps, qkv_bias=True)
         h = rms_norm(h, self.w("norm.weight"), self.eps)
         return self.lm_head(h).float(), new_past
 
@@ -830,24 +712,23 @@ LEGACY_HF_KEY_MAPPING = [
 
 def convert_old_keys_to_new_keys(keys: List[str], lm_type: str = "qwen2") -> Dict[str, str]:
     """convert_internvl_weights_to_hf.convert_old_keys_to_new_keys (qwen2 branch)."""
-    out = {}
-    old = "\n".join(k for k in keys if k.startswith("vision_model"))
-    new = old
-    for pat, rep in KEY_MAPPING_VISION:
-        new = re.sub(pat, rep, new)
-    out.update(dict(zip(old.split("\n"), new.split("\n"))))
-    old = "\n".join(k for k in keys if k.startswith("language_model"))
-    new = old
     if lm_type != "qwen2":
         raise NotImplementedError(lm_type)
-    for pat, rep in KEY_MAPPING_TEXT_QWEN2:
-        new = re.sub(pat, rep, new)
-    out.update(dict(zip(old.split("\n"), new.split("\n"))))
-    old = "\n".join(k for k in keys if not (k.startswith("language_model") or k.startswith("vision_model")))
-    new = old
-    for pat, rep in KEY_MAPPING_MULTI:
-        new = re.sub(pat, rep, new)
-    out.update(dict(zip(old.split("\n"), new.split("\n"))))
+
+    def renamed(group, patterns):
+        # the script joins a key group with "\n", applies each pattern with re.sub to the whole string,
+        # and splits again
+        old = "\n".join(group)
+        new = old
+        for pat, rep in patterns:
+            new = re.sub(pat, rep, new)
+        return dict(zip(old.split("\n"), new.split("\n")))
+
+    out = {}
+    out.update(renamed([k for k in keys if k.startswith("vision_model")], KEY_MAPPING_VISION))
+    out.update(renamed([k for k in keys if k.startswith("language_model")], KEY_MAPPING_TEXT_QWEN2))
+    out.update(renamed([k for k in keys if not (k.startswith("language_model") or k.startswith("vision_model"))],
+                       KEY_MAPPING_MULTI))
     out.pop("", None)
     return out
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Create the InternVL "-hf" (InternVLForConditionalGeneration) test fixtures for GenRecal.Tests.
 
-Deterministic (seeded).  Run with Debian's python3 (PyTorch 1.13 CPU, numpy, Pillow, python3-regex):
-    cd tools/reference/internvl-hf && npm ci && /usr/bin/python3 make_fixtures.py
+Deterministic (seeded).  Run with Debian's python3 (PyTorch 1.13 CPU, numpy, Pillow, python3-regex), from any
+directory:
+    (cd tools/reference/common && npm ci) && /usr/bin/python3 tools/reference/internvl-hf/make_fixtures.py
 
 Inputs (read only): the sibling fixtures of tools/reference/internvl/ --
     tests/GenRecal.Tests/Fixtures/internvl/image.png                       (the test image, used by relative path)
@@ -16,7 +17,9 @@ Writes tests/GenRecal.Tests/Fixtures/internvl-hf/internvl3-hf/:
     preprocessor_config.json processor_config.json chat_template.jinja
     expected.json expected.safetensors
 Every number comes from internvl_hf_ref.py; every token id from tokenizers.js and every rendered chat
-template from @huggingface/jinja (tokenize.mjs), each cross-checked in Python.
+template from @huggingface/jinja (tools/reference/common/tokenize.mjs), each cross-checked in Python.
+The Python BPE, the tokenizer-file building blocks and the fixture scaffolding are shared with the other
+references (tools/reference/common/refcommon).
 """
 
 from __future__ import annotations
@@ -24,25 +27,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import unicodedata
 
 import numpy as np
 import PIL
-import regex
 import torch
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
 import internvl_hf_ref as R  # noqa: E402
+from refcommon.bpe import PyBPE  # noqa: E402
+from refcommon.fixtures import (Gen, check, fixtures_dir, require_node_modules, rounded_margins,  # noqa: E402
+                                run_tokjs as run_js, total_size, write_files, write_json)
+from refcommon.tokenizer_files import (added_token_decoder, added_token_entry, added_tokens_json,  # noqa: E402
+                                       special_token_map_entry)
 
-REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-FIX = os.path.join(REPO, "tests", "GenRecal.Tests", "Fixtures")
-OUT = os.path.join(FIX, "internvl-hf")
-SIB = os.path.join(FIX, "internvl")
+OUT = fixtures_dir("internvl-hf")
+SIB = fixtures_dir("internvl")
 SIB_MODEL = os.path.join(SIB, "internvl2_5-qwen2")
 IMAGE_PATH = os.path.join(SIB, "image.png")
 NAME = "internvl3-hf"
@@ -54,8 +57,6 @@ torch.set_num_threads(1)  # bit-for-bit reproducible CPU reductions
 # Tokenizer: the sibling's Qwen2-style BPE + InternVL-hf special tokens
 # ---------------------------------------------------------------------------
 
-QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 # Added tokens in the order of OpenGVLab/InternVL3-1B-hf (Qwen2 specials, InternVL's 9 tokens, then "<video>"
 # which the hub tokenizer got with "Update processor (#2)": its added_tokens.json grew by exactly the 21
 # bytes of one '  "<video>": 151674,\n' entry, i.e. an id == text_config.vocab_size, outside the embedding).
@@ -63,94 +64,6 @@ ADDED_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>",
                 "<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>",
                 "<video>"]
 N_MODEL_VOCAB = 612  # == sibling vocab_size; "<video>" (612) is past the embedding, like 151674 in the hub
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return bs, [chr(c) for c in cs]
-
-
-BS, CS = bytes_to_unicode()
-BYTE_ENC = {b: c for b, c in zip(BS, CS)}
-BYTE_DEC = {c: b for b, c in zip(BS, CS)}
-PRETOK = regex.compile(QWEN2_PATTERN)
-
-
-def pretokenize(text):
-    return ["".join(BYTE_ENC[b] for b in m.group(0).encode("utf-8")) for m in PRETOK.finditer(text)]
-
-
-class PyBPE:
-    """Independent Python byte-level BPE (copied from tools/reference/internvl/make_fixtures.py)."""
-
-    def __init__(self, vocab, merges, added):
-        self.vocab = vocab
-        self.inv = {i: t for t, i in vocab.items()}
-        self.ranks = {m: i for i, m in enumerate(merges)}
-        self.added = added
-        for c, i in added.items():
-            self.inv[i] = c
-        alts = sorted(added, key=len, reverse=True)
-        self.added_re = regex.compile("(" + "|".join(regex.escape(a) for a in alts) + ")")
-
-    def bpe(self, word):
-        w = list(word)
-        while len(w) > 1:
-            best = None
-            for i in range(len(w) - 1):
-                r = self.ranks.get((w[i], w[i + 1]))
-                if r is not None and (best is None or r < best[0]):
-                    best = (r, i)
-            if best is None:
-                break
-            pair = (w[best[1]], w[best[1] + 1])
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == pair:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            w = out
-        return w
-
-    def encode(self, text):
-        ids, toks = [], []
-        for seg in self.added_re.split(text):
-            if not seg:
-                continue
-            if seg in self.added:
-                ids.append(self.added[seg])
-                toks.append(seg)
-                continue
-            for piece in pretokenize(unicodedata.normalize("NFC", seg)):
-                for t in self.bpe(piece):
-                    ids.append(self.vocab[t])
-                    toks.append(t)
-        return ids, toks
-
-    def decode(self, ids, skip_special=False):
-        out, text = bytearray(), ""
-        for i in ids:
-            t = self.inv[i]
-            if t in self.added:
-                if skip_special:
-                    continue
-                text += bytes(out).decode("utf-8", errors="replace")
-                out = bytearray()
-                text += t
-            else:
-                out += bytes(BYTE_DEC[c] for c in t)
-        return text + bytes(out).decode("utf-8", errors="replace")
 
 
 def tokenizer_files():
@@ -165,12 +78,7 @@ def tokenizer_files():
     assert sib_added == ADDED_TOKENS[:-1] and [a["id"] for a in sib_tok["added_tokens"]] == list(range(n, n + 12))
     added = {c: n + i for i, c in enumerate(ADDED_TOKENS)}
     tok = json.loads(json.dumps(sib_tok))
-    tok["added_tokens"] = [{"id": added[c], "content": c, "single_word": False, "lstrip": False, "rstrip": False,
-                            "normalized": False, "special": True} for c in ADDED_TOKENS]
-
-    def at(c):
-        return {"content": c, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-                "special": True}
+    tok["added_tokens"] = [added_token_entry(added[c], c) for c in ADDED_TOKENS]
 
     # additional_special_tokens: Qwen2.5-VL's list (its specials except <|endoftext|>) followed by the nine
     # tokens write_tokenizer() adds; "<video>" is only an extra_special_tokens attribute.
@@ -183,7 +91,7 @@ def tokenizer_files():
     # tokenizer.start_image_token / end_image_token / context_image_token / video_token from them.
     tok_cfg = {
         "add_prefix_space": False,
-        "added_tokens_decoder": {str(added[c]): at(c) for c in ADDED_TOKENS},
+        "added_tokens_decoder": {str(added[c]): added_token_decoder(c) for c in ADDED_TOKENS},
         "additional_special_tokens": additional,
         "bos_token": None,
         "clean_up_tokenization_spaces": False,
@@ -206,8 +114,8 @@ def tokenizer_files():
         "additional_special_tokens": additional,
         "context_image_token": "<IMG_CONTEXT>",
         "end_image_token": "</img>",
-        "eos_token": {k: v for k, v in at("<|im_end|>").items() if k != "special"},
-        "pad_token": {k: v for k, v in at("<|endoftext|>").items() if k != "special"},
+        "eos_token": special_token_map_entry("<|im_end|>"),
+        "pad_token": special_token_map_entry("<|endoftext|>"),
         "start_image_token": "<img>",
         "video_token": "<video>",
     }
@@ -215,39 +123,16 @@ def tokenizer_files():
         "tokenizer.json": tok,
         "tokenizer_config.json": tok_cfg,
         "special_tokens_map.json": special_map,
-        "added_tokens.json": {c: added[c] for c in sorted(added)},
+        "added_tokens.json": added_tokens_json(added),
         "vocab.json": vocab,
         "merges.txt": merges_txt,
     }
     return files, vocab, merges, added
 
 
-def write_json(path, obj, sort_keys=False):
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=sort_keys)
-        f.write("\n")
-
-
-def write_files(d, files):
-    os.makedirs(d, exist_ok=True)
-    for name, content in files.items():
-        p = os.path.join(d, name)
-        if isinstance(content, str):
-            with open(p, "w", encoding="utf-8", newline="\n") as f:
-                f.write(content)
-        else:
-            write_json(p, content, sort_keys=name in ("tokenizer_config.json", "special_tokens_map.json",
-                                                      "added_tokens.json"))
-
-
-def run_js(tok_dir, requests):
-    with tempfile.TemporaryDirectory() as td:
-        rq, out = os.path.join(td, "rq.json"), os.path.join(td, "out.json")
-        with open(rq, "w", encoding="utf-8") as f:
-            json.dump(requests, f, ensure_ascii=False)
-        subprocess.run(["node", os.path.join(HERE, "tokenize.mjs"), tok_dir, rq, out], check=True, cwd=HERE)
-        with open(out, encoding="utf-8") as f:
-            return json.load(f)
+# tokenizer_config.json, special_tokens_map.json and added_tokens.json are written with sort_keys, as
+# save_pretrained does
+SORTED_TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 
 
 # ---------------------------------------------------------------------------
@@ -363,17 +248,6 @@ PROCESSOR_IMAGES_KWARGS_DEFAULTS = {"crop_to_patches": True}  # InternVLProcesso
 # ---------------------------------------------------------------------------
 
 
-class Gen:
-    def __init__(self, seed):
-        self.g = torch.Generator().manual_seed(seed)
-
-    def n(self, shape, std, mean=0.0):
-        return (torch.randn(*shape, generator=self.g) * std + mean).float()
-
-    def u(self, shape, lo, hi):
-        return (torch.rand(*shape, generator=self.g) * (hi - lo) + lo).float()
-
-
 def make_weights(cfg, seed):
     g = Gen(seed)
     W = {}
@@ -447,17 +321,6 @@ TEXT_MESSAGES = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_
 MAX_NEW_TOKENS = 8
 
 
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-    print("  ok:", msg)
-
-
-def margins(step_logits):
-    t = step_logits.topk(2, dim=-1).values
-    return [round(float(x), 6) for x in (t[:, 0] - t[:, 1])]
-
-
 def run_case(model, tok_dir, pybpe, added, messages, image, proc, image_seq_length):
     """InternVLProcessor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True) + generate."""
     js_render = run_js(tok_dir, [{"op": "apply_chat_template", "template": R.CHAT_TEMPLATE, "messages": messages,
@@ -502,7 +365,7 @@ def run_case(model, tok_dir, pybpe, added, messages, image, proc, image_seq_leng
         "num_patches": num_patches, "first_step_argmax": int(torch.argmax(l1[-1])), "generated_ids": gen,
         "generated_text": d_full["text"], "generated_text_skip_special": d_skip["text"],
         "stopped_on_eos": bool(gen and gen[-1] == eos), "kv_cache_vs_recompute_max_abs_diff": kv,
-        "greedy_top1_top2_margins": margins(steps),
+        "greedy_top1_top2_margins": rounded_margins(steps),
     }, {"pixel_values": pv, "input_ids": input_ids, "prompt_logits": l1, "step_logits": steps, "grid": grid}
 
 
@@ -664,9 +527,7 @@ def tiling_cases():
 
 
 def main():
-    if not os.path.isdir(os.path.join(HERE, "node_modules", "@huggingface", "tokenizers")) or \
-            not os.path.isdir(os.path.join(HERE, "node_modules", "@huggingface", "jinja")):
-        sys.exit("run `npm ci` in " + HERE + " first")
+    require_node_modules()
     for p in (IMAGE_PATH, os.path.join(SIB_MODEL, "model.safetensors")):
         if not os.path.exists(p):
             sys.exit(f"missing sibling fixture {p} (run tools/reference/internvl/make_fixtures.py)")
@@ -676,7 +537,7 @@ def main():
     os.makedirs(d)
 
     tok_files, vocab, merges, added = tokenizer_files()
-    write_files(d, tok_files)
+    write_files(d, tok_files, sort_keys_for=SORTED_TOKENIZER_FILES)
     pybpe = PyBPE(vocab, merges, added)
     cfg = model_config(added)
     write_json(os.path.join(d, "config.json"), cfg)
@@ -828,8 +689,7 @@ def main():
     }
     write_json(os.path.join(d, "expected.json"), expected)
     print(f"  min top1-top2 margin over all greedy steps: {min(all_margins):.6f}")
-    total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(OUT) for f in fs)
-    print(f"fixtures written to {OUT}: {total / 1e6:.3f} MB")
+    print(f"fixtures written to {OUT}: {total_size(OUT) / 1e6:.3f} MB")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ transformers' modeling_internvl.py (4.52: .model.{vision_tower, multi_modal_proj
 name and shape must be exactly what the real classes register -- and re-runs the image and text cases
 from expected.json (prompt logits + greedy ids, batch dimension kept, HF-style [B, H, T, D] attention).
 
-    /usr/bin/python3 mirror_check.py      # prints ALL OK
+    /usr/bin/python3 tools/reference/internvl-hf/mirror_check.py      # from any directory; prints ALL OK
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from internvl_hf_ref import load_safetensors  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
+from refcommon.fixtures import fixtures_dir  # noqa: E402
+from refcommon.safetensors_io import load_safetensors  # noqa: E402  (file reading only)
 
-D = os.path.join(HERE, "..", "..", "..", "tests", "GenRecal.Tests", "Fixtures", "internvl-hf", "internvl3-hf")
+D = fixtures_dir("internvl-hf", "internvl3-hf")
 torch.set_num_threads(1)
 
 

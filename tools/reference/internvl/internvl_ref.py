@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -42,90 +42,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 # ---------------------------------------------------------------------------
-# safetensors I/O (hand written: 8-byte LE header length, JSON header, data)
+# safetensors I/O (hand written: 8-byte LE header length, JSON header, data) and the small
+# building blocks live in tools/reference/common/refcommon (shared by the three references).
 # ---------------------------------------------------------------------------
 
-_ST_DTYPES = {
-    torch.float32: ("F32", 4),
-    torch.float16: ("F16", 2),
-    torch.bfloat16: ("BF16", 2),
-    torch.int64: ("I64", 8),
-    torch.int32: ("I32", 4),
-}
-_ST_DTYPES_REV = {v[0]: k for k, v in _ST_DTYPES.items()}
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.bfloat16:
-        # numpy has no bf16: reinterpret the 16-bit pattern.
-        return t.view(torch.int16).numpy().astype("<i2").tobytes()
-    if t.dtype == torch.float16:
-        return t.numpy().astype("<f2").tobytes()
-    if t.dtype == torch.float32:
-        return t.numpy().astype("<f4").tobytes()
-    if t.dtype == torch.int64:
-        return t.numpy().astype("<i8").tobytes()
-    if t.dtype == torch.int32:
-        return t.numpy().astype("<i4").tobytes()
-    raise TypeError(f"unsupported dtype {t.dtype}")
-
-
-def save_safetensors(path: str, tensors: Dict[str, torch.Tensor],
-                     metadata: Optional[Dict[str, str]] = None) -> None:
-    """Write a .safetensors file (format: 8-byte little-endian u64 header size,
-    UTF-8 JSON header padded with spaces to a multiple of 8, raw LE data)."""
-    header: Dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
-    blobs: List[bytes] = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        dt, _ = _ST_DTYPES[t.dtype]
-        b = _tensor_bytes(t)
-        header[name] = {"dtype": dt, "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    hjson = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
-    pad = (8 - len(hjson) % 8) % 8
-    hjson += b" " * pad
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        for b in blobs:
-            f.write(b)
-
-
-def load_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """Read a .safetensors file; tensors keep their stored dtype."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (hlen,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + hlen].decode("utf-8"))
-    base = 8 + hlen
-    meta = header.pop("__metadata__", {})
-    out: Dict[str, torch.Tensor] = {}
-    for name, info in header.items():
-        s, e = info["data_offsets"]
-        raw = data[base + s:base + e]
-        dt = info["dtype"]
-        shape = info["shape"]
-        if dt == "BF16":
-            arr = np.frombuffer(raw, dtype="<i2").copy()
-            t = torch.from_numpy(arr).view(torch.bfloat16)
-        elif dt == "F16":
-            t = torch.from_numpy(np.frombuffer(raw, dtype="<f2").copy())
-        elif dt == "F32":
-            t = torch.from_numpy(np.frombuffer(raw, dtype="<f4").copy())
-        elif dt == "I64":
-            t = torch.from_numpy(np.frombuffer(raw, dtype="<i8").copy())
-        elif dt == "I32":
-            t = torch.from_numpy(np.frombuffer(raw, dtype="<i4").copy())
-        else:
-            raise TypeError(dt)
-        out[name] = t.reshape(shape)
-    return out, meta
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'common'))
+from refcommon.safetensors_io import load_safetensors, save_safetensors  # noqa: E402,F401
+from refcommon.ops import decoder_layers, gelu, layer_norm, linear, rms_norm  # noqa: E402,F401
 
 # ---------------------------------------------------------------------------
 # Image preprocessing -- InternVL README / document/how_to_quickstart_with_hf.md
@@ -301,38 +224,13 @@ def build_chat_query(template: str, question: str, num_patches_list: Optional[Se
 
 
 # ---------------------------------------------------------------------------
-# Building blocks
+# Building blocks (layer_norm, linear, gelu from refcommon.ops; the decoder layers use its rotate_half)
 # ---------------------------------------------------------------------------
 
-def layer_norm(x, w, b, eps):
-    return F.layer_norm(x, (x.shape[-1],), w, b, eps)
-
-
-def intern_rms_norm(x, w, eps):
-    # InternRMSNorm (modeling_intern_vit.py): float32 variance, weight * x.to(input_dtype)
-    input_dtype = x.dtype
-    h = x.to(torch.float32)
-    variance = h.pow(2).mean(-1, keepdim=True)
-    h = h * torch.rsqrt(variance + eps)
-    return w * h.to(input_dtype)
-
-
-def llm_rms_norm(x, w, eps):
-    # Qwen2RMSNorm / LlamaRMSNorm: identical formula (float32 variance)
-    input_dtype = x.dtype
-    h = x.to(torch.float32)
-    variance = h.pow(2).mean(-1, keepdim=True)
-    h = h * torch.rsqrt(variance + eps)
-    return w * h.to(input_dtype)
-
-
-def linear(x, w, b=None):
-    return F.linear(x, w, b)
-
-
-def gelu(x):
-    # transformers ACT2FN['gelu'] (GELUActivation) and nn.GELU(): exact erf GELU
-    return F.gelu(x)
+# InternRMSNorm (modeling_intern_vit.py) and Qwen2RMSNorm / LlamaRMSNorm are the same formula:
+# float32 variance, weight * x.to(input_dtype) -- refcommon.ops.rms_norm.
+intern_rms_norm = rms_norm
+llm_rms_norm = rms_norm
 
 
 # ---------------------------------------------------------------------------
@@ -445,12 +343,6 @@ class InternViTRef:
 # Decoder-only LM -- transformers Qwen2ForCausalLM / LlamaForCausalLM
 # ---------------------------------------------------------------------------
 
-def rotate_half(x):
-    x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2:]
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class DecoderLMRef:
     def __init__(self, lcfg: dict, W: Dict[str, torch.Tensor], prefix='language_model.'):
         self.cfg = lcfg
@@ -517,45 +409,11 @@ class DecoderLMRef:
             assert P + T <= self.max_pos, 'dynamic rope scaling would kick in'
         pos = torch.arange(P, P + T)
         cos, sin = self.rope(pos)  # [T, head_dim]
-        h = inputs_embeds
-        new_past = []
-        for li in range(self.n_layers):
-            pre = f'model.layers.{li}.'
-            x = llm_rms_norm(h, self.w(pre + 'input_layernorm.weight'), self.eps)
-            a = pre + 'self_attn.'
-            q = linear(x, self.w(a + 'q_proj.weight'), self.wo(a + 'q_proj.bias') if self.qkv_bias else None)
-            k = linear(x, self.w(a + 'k_proj.weight'), self.wo(a + 'k_proj.bias') if self.qkv_bias else None)
-            v = linear(x, self.w(a + 'v_proj.weight'), self.wo(a + 'v_proj.bias') if self.qkv_bias else None)
-            q = q.view(T, self.n_heads, self.head_dim).transpose(0, 1)   # [H, T, D]
-            k = k.view(T, self.n_kv, self.head_dim).transpose(0, 1)      # [KV, T, D]
-            v = v.view(T, self.n_kv, self.head_dim).transpose(0, 1)
-            q = q * cos[None] + rotate_half(q) * sin[None]
-            k = k * cos[None] + rotate_half(k) * sin[None]
-            if past is not None:
-                k = torch.cat([past[li][0], k], dim=1)
-                v = torch.cat([past[li][1], v], dim=1)
-            new_past.append((k, v))
-            rep = self.n_heads // self.n_kv
-            kk = k.repeat_interleave(rep, dim=0)  # repeat_kv: head h uses kv head h // rep
-            vv = v.repeat_interleave(rep, dim=0)
-            S = kk.shape[1]
-            scores = torch.matmul(q, kk.transpose(1, 2)) * (self.head_dim ** -0.5)  # [H, T, S]
-            # causal mask: query i (absolute P+i) sees keys j <= P+i
-            qi = torch.arange(P, P + T)[:, None]
-            kj = torch.arange(S)[None, :]
-            mask = kj > qi
-            scores = scores.masked_fill(mask[None], torch.finfo(torch.float32).min)
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            o = torch.matmul(probs, vv).transpose(0, 1).reshape(T, self.n_heads * self.head_dim)
-            o = linear(o, self.w(a + 'o_proj.weight'), self.wo(a + 'o_proj.bias') if self.o_bias else None)
-            h = h + o
-            x = llm_rms_norm(h, self.w(pre + 'post_attention_layernorm.weight'), self.eps)
-            m = pre + 'mlp.'
-            g = linear(x, self.w(m + 'gate_proj.weight'), self.wo(m + 'gate_proj.bias') if self.mlp_bias else None)
-            u = linear(x, self.w(m + 'up_proj.weight'), self.wo(m + 'up_proj.bias') if self.mlp_bias else None)
-            d = linear(F.silu(g) * u, self.w(m + 'down_proj.weight'),
-                       self.wo(m + 'down_proj.bias') if self.mlp_bias else None)
-            h = h + d
+        # Qwen2DecoderLayer / LlamaDecoderLayer stack (refcommon.ops.decoder_layers): q/k/v bias per
+        # self.qkv_bias, o_proj bias per self.o_bias, MLP biases per self.mlp_bias
+        h, new_past = decoder_layers(inputs_embeds, cos, sin, past, self.W, self.p + 'model.layers.', self.n_layers,
+                                     self.n_heads, self.n_kv, self.head_dim, self.eps, qkv_bias=self.qkv_bias,
+                                     o_bias=self.o_bias, mlp_bias=self.mlp_bias)
         h = llm_rms_norm(h, self.w('model.norm.weight'), self.eps)
         # InternVLChatConfig forces llm_config.tie_word_embeddings = False -> lm_head is its own weight
         logits = linear(h, self.w('lm_head.weight'))

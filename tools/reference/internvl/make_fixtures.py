@@ -1,39 +1,43 @@
 #!/usr/bin/python3
 """Create the InternVL2.5 test fixtures for GenRecal.Tests (deterministic, seeded).
 
-Run with Debian's python3 (PyTorch 1.13 CPU, numpy, Pillow, python3-regex):
-    cd tools/reference/internvl && npm ci && /usr/bin/python3 make_fixtures.py
+Run with Debian's python3 (PyTorch 1.13 CPU, numpy, Pillow, python3-regex), from any directory:
+    (cd tools/reference/common && npm ci) && /usr/bin/python3 tools/reference/internvl/make_fixtures.py
 
 Writes tests/GenRecal.Tests/Fixtures/internvl/:
     image.png, tokenizer_cases.json,
     internvl2_5-qwen2/{config.json, model.safetensors, tokenizer files, expected.json, expected.safetensors}
     internvl2_5-llama-6bvit/{...same...}
 Everything numeric comes from internvl_ref.py; every token id comes from tokenizers.js
-(tokenize.mjs) and is cross-checked against an independent Python byte-level BPE.
+(tools/reference/common/tokenize.mjs) and is cross-checked against an independent Python byte-level BPE.
+The BPE trainer/encoder, the tokenizer-file building blocks and the fixture scaffolding are shared with
+the other references (tools/reference/common/refcommon).
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import unicodedata
 
 import numpy as np
 import PIL
-import regex
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'common'))
 import internvl_ref as R  # noqa: E402
+from refcommon.bpe import BYTE_ENC, PyBPE, train_bpe  # noqa: E402
+from refcommon.fixtures import (Gen, check, draw_random_shapes, fixtures_dir, require_node_modules,  # noqa: E402
+                                rounded_margins, run_tokjs, total_size, write_files, write_json)
+from refcommon.safetensors_io import bits_equal  # noqa: E402
+from refcommon.tokenizer_files import (added_token_decoder, added_token_entry, added_tokens_json,  # noqa: E402
+                                       merges_txt, qwen2_tokenizer_json, special_token_map_entry)
 
-REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
-OUT = os.path.join(REPO, 'tests', 'GenRecal.Tests', 'Fixtures', 'internvl')
+OUT = fixtures_dir('internvl')
 
 torch.set_num_threads(1)  # bit-for-bit reproducible CPU reductions
 
@@ -41,9 +45,6 @@ torch.set_num_threads(1)  # bit-for-bit reproducible CPU reductions
 # Tokenizer: small Qwen2-style byte-level BPE
 # ---------------------------------------------------------------------------
 
-# Qwen2 tokenizer.json pre-tokenizer regex (Split, behavior Isolated, invert false)
-QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 N_BPE_VOCAB = 600  # 256 byte symbols + learned merges
 # Added tokens, in InternVL2.5's order (Qwen2 specials first, then InternVL's), ids after the BPE vocab.
 ADDED_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>',
@@ -71,168 +72,16 @@ user assistant system image picture question answer describe detail color shape 
 今天天气很好，我们去公园散步吧。模型把图片分成小块，每一块变成几个视觉标记。
 """
 
-# GPT-2 / Qwen2 byte <-> unicode table (ids 0..255 follow this order, like Qwen2's vocab.json).
-def bytes_to_unicode():
-    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + \
-        list(range(ord('®'), ord('ÿ') + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return bs, [chr(c) for c in cs]
-
-
-BS, CS = bytes_to_unicode()
-BYTE_ENC = {b: c for b, c in zip(BS, CS)}
-BYTE_DEC = {c: b for b, c in zip(BS, CS)}
-PRETOK = regex.compile(QWEN2_PATTERN)
-
-
-def pretokenize(text):
-    return [''.join(BYTE_ENC[b] for b in piece.encode('utf-8')) for piece in PRETOK.findall(text)]
-
-
-def train_bpe(corpus, vocab_size):
-    """Plain BPE trainer: most frequent adjacent pair wins, ties -> lexicographically
-    smallest (left, right). Words come from the Qwen2 pre-tokenizer on NFC text."""
-    words = collections.Counter()
-    for line in corpus.split('\n'):
-        if line:
-            for w in pretokenize(unicodedata.normalize('NFC', line + '\n')):
-                words[tuple(w)] += 1
-    vocab = {c: i for i, c in enumerate(CS)}
-    merges = []
-    words = {w: f for w, f in words.items()}
-    while len(vocab) < vocab_size:
-        pairs = collections.Counter()
-        for w, f in words.items():
-            for a, b in zip(w, w[1:]):
-                pairs[(a, b)] += f
-        if not pairs:
-            raise RuntimeError('corpus too small for requested vocab size')
-        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        merges.append(best)
-        new_tok = best[0] + best[1]
-        if new_tok not in vocab:
-            vocab[new_tok] = len(vocab)
-        nw = {}
-        for w, f in words.items():
-            out = []
-            i = 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(new_tok)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            t = tuple(out)
-            nw[t] = nw.get(t, 0) + f
-        words = nw
-    return vocab, merges
-
-
-class PyBPE:
-    """Independent Python byte-level BPE encoder (cross-check for tokenizers.js)."""
-
-    def __init__(self, vocab, merges, added):
-        self.vocab = vocab
-        self.inv = {i: t for t, i in vocab.items()}
-        self.ranks = {m: i for i, m in enumerate(merges)}
-        self.added = added  # content -> id
-        for c, i in added.items():
-            self.inv[i] = c
-        alts = sorted(added, key=len, reverse=True)
-        self.added_re = regex.compile('(' + '|'.join(regex.escape(a) for a in alts) + ')')
-
-    def bpe(self, word):
-        w = list(word)
-        while len(w) > 1:
-            best = None
-            for i in range(len(w) - 1):
-                r = self.ranks.get((w[i], w[i + 1]))
-                if r is not None and (best is None or r < best[0]):
-                    best = (r, i)
-            if best is None:
-                break
-            pair = (w[best[1]], w[best[1] + 1])
-            out = []
-            i = 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == pair:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            w = out
-        return w
-
-    def encode(self, text):
-        ids, toks = [], []
-        for seg in self.added_re.split(text):
-            if not seg:
-                continue
-            if seg in self.added:
-                ids.append(self.added[seg])
-                toks.append(seg)
-                continue
-            for piece in pretokenize(unicodedata.normalize('NFC', seg)):
-                for t in self.bpe(piece):
-                    ids.append(self.vocab[t])
-                    toks.append(t)
-        return ids, toks
-
-    def decode(self, ids, skip_special=False):
-        out = bytearray()
-        text = ''
-        for i in ids:
-            t = self.inv[i]
-            if t in self.added:
-                if skip_special:
-                    continue
-                text += bytes(out).decode('utf-8', errors='replace')
-                out = bytearray()
-                text += t
-            else:
-                out += bytes(BYTE_DEC[c] for c in t)
-        return text + bytes(out).decode('utf-8', errors='replace')
-
 
 def tokenizer_files(vocab, merges):
     """Return {filename: json-able or str} for the Qwen2-style tokenizer."""
     n = len(vocab)
     added = {c: n + i for i, c in enumerate(ADDED_TOKENS)}
-    added_entries = [{"id": added[c], "content": c, "single_word": False, "lstrip": False,
-                      "rstrip": False, "normalized": False, "special": True} for c in ADDED_TOKENS]
-    bytelevel = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
-    tok_json = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added_entries,
-        "normalizer": {"type": "NFC"},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN2_PATTERN}, "behavior": "Isolated", "invert": False},
-            bytelevel]},
-        "post_processor": dict(bytelevel),
-        "decoder": dict(bytelevel),
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
-                  "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges]},
-    }
-
-    def at(c):
-        return {"content": c, "lstrip": False, "normalized": False, "rstrip": False,
-                "single_word": False, "special": True}
-
+    tok_json = qwen2_tokenizer_json(vocab, merges, [added_token_entry(added[c], c) for c in ADDED_TOKENS])
     additional = [c for c in ADDED_TOKENS if c != '<|endoftext|>']
     tok_cfg = {
         "add_prefix_space": False,
-        "added_tokens_decoder": {str(added[c]): at(c) for c in ADDED_TOKENS},
+        "added_tokens_decoder": {str(added[c]): added_token_decoder(c) for c in ADDED_TOKENS},
         "additional_special_tokens": additional,
         "bos_token": None,
         "clean_up_tokenization_spaces": False,
@@ -246,40 +95,17 @@ def tokenizer_files(vocab, merges):
     }
     special_map = {
         "additional_special_tokens": additional,
-        "eos_token": {k: v for k, v in at("<|im_end|>").items() if k != 'special'},
-        "pad_token": {k: v for k, v in at("<|endoftext|>").items() if k != 'special'},
+        "eos_token": special_token_map_entry("<|im_end|>"),
+        "pad_token": special_token_map_entry("<|endoftext|>"),
     }
-    merges_txt = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
     return {
         'tokenizer.json': tok_json,
         'tokenizer_config.json': tok_cfg,
         'special_tokens_map.json': special_map,
-        'added_tokens.json': {c: added[c] for c in sorted(added)},
+        'added_tokens.json': added_tokens_json(added),
         'vocab.json': vocab,
-        'merges.txt': merges_txt,
+        'merges.txt': merges_txt(merges),
     }, added
-
-
-def write_files(d, files):
-    os.makedirs(d, exist_ok=True)
-    for name, content in files.items():
-        with open(os.path.join(d, name), 'w', encoding='utf-8', newline='\n') as f:
-            if isinstance(content, str):
-                f.write(content)
-            else:
-                json.dump(content, f, ensure_ascii=False, indent=2)
-                f.write('\n')
-
-
-def run_tokjs(tok_dir, requests):
-    with tempfile.TemporaryDirectory() as td:
-        rq = os.path.join(td, 'rq.json')
-        out = os.path.join(td, 'out.json')
-        with open(rq, 'w', encoding='utf-8') as f:
-            json.dump(requests, f, ensure_ascii=False)
-        subprocess.run(['node', os.path.join(HERE, 'tokenize.mjs'), tok_dir, rq, out], check=True, cwd=HERE)
-        with open(out, encoding='utf-8') as f:
-            return json.load(f)
 
 
 # ---------------------------------------------------------------------------
@@ -293,18 +119,7 @@ def make_image(path):
     base = np.stack([255 * xx / (W - 1), 255 * yy / (H - 1), 255 * (1 - xx / (W - 1)) * 0.6 + 40], -1)
     base += rng.normal(0, 6, base.shape)
     img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), 'RGB')
-    d = ImageDraw.Draw(img)
-    for _ in range(7):
-        x0, y0 = int(rng.randint(0, W - 20)), int(rng.randint(0, H - 15))
-        x1, y1 = x0 + int(rng.randint(10, 60)), y0 + int(rng.randint(8, 40))
-        col = tuple(int(c) for c in rng.randint(0, 256, 3))
-        if rng.rand() < 0.5:
-            d.rectangle([x0, y0, x1, y1], fill=col)
-        else:
-            d.ellipse([x0, y0, x1, y1], fill=col, outline=(0, 0, 0))
-    for _ in range(4):
-        pts = [int(v) for v in (rng.randint(0, W), rng.randint(0, H), rng.randint(0, W), rng.randint(0, H))]
-        d.line(pts, fill=tuple(int(c) for c in rng.randint(0, 256, 3)), width=2)
+    draw_random_shapes(img, rng, 7, 4)
     img.save(path, format='PNG', optimize=False)
 
 
@@ -441,17 +256,6 @@ def chat_config(vision, llm, template, force_image_size, select_layer, max_dynam
     }
 
 
-class Gen:
-    def __init__(self, seed):
-        self.g = torch.Generator().manual_seed(seed)
-
-    def n(self, shape, std, mean=0.0):
-        return (torch.randn(*shape, generator=self.g) * std + mean).float()
-
-    def u(self, shape, lo, hi):
-        return (torch.rand(*shape, generator=self.g) * (hi - lo) + lo).float()
-
-
 def make_weights(cfg, seed):
     g = Gen(seed)
     W = {}
@@ -529,19 +333,11 @@ TEXT_QUESTION = "Hello, who are you? Please answer in one sentence."
 MAX_NEW_TOKENS = 8
 
 
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-    print('  ok:', msg)
-
-
 def build_variant(name, cfg, weights_dtype, tok_files, added, pybpe, image_path, seed):
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     write_files(d, tok_files)
-    with open(os.path.join(d, 'config.json'), 'w', encoding='utf-8', newline='\n') as f:
-        json.dump(cfg, f, ensure_ascii=False, indent=2)
-        f.write('\n')
+    write_json(os.path.join(d, 'config.json'), cfg)
     W = make_weights(cfg, seed)
     stored = {k: v.to(weights_dtype) for k, v in W.items()}
     st_path = os.path.join(d, 'model.safetensors')
@@ -550,10 +346,7 @@ def build_variant(name, cfg, weights_dtype, tok_files, added, pybpe, image_path,
     print(f'[{name}] self-checks')
     back, meta = R.load_safetensors(st_path)
     check(meta == {"format": "pt"} and set(back) == set(stored), 'safetensors reader sees same keys + metadata')
-    check(all(back[k].dtype == stored[k].dtype and back[k].shape == stored[k].shape and
-              torch.equal(back[k].view(torch.int16) if back[k].dtype == torch.bfloat16 else back[k],
-                          stored[k].view(torch.int16) if stored[k].dtype == torch.bfloat16 else stored[k])
-              for k in stored), 'safetensors round trip is bit-exact')
+    check(all(bits_equal(back[k], stored[k]) for k in stored), 'safetensors round trip is bit-exact')
 
     model = R.InternVLChatRef(d)
     vc = cfg['vision_config']
@@ -646,8 +439,7 @@ def build_variant(name, cfg, weights_dtype, tok_files, added, pybpe, image_path,
             "chat_response": response,
             "stopped_on_eos": bool(gen and gen[-1] == eos_id),
             "kv_cache_vs_recompute_max_abs_diff": kv_diff,
-            "greedy_top1_top2_margins": [round(float(x), 6) for x in
-                                         (lambda t: t[:, 0] - t[:, 1])(step_logits.topk(2, dim=-1).values)],
+            "greedy_top1_top2_margins": rounded_margins(step_logits),
         }
         if case == 'image':  # text-case prompt logits/embeds left out to keep the fixtures < 3 MB
             tensors[f'{case}.inputs_embeds'] = emb.contiguous()
@@ -719,9 +511,7 @@ def build_variant(name, cfg, weights_dtype, tok_files, added, pybpe, image_path,
             "<case>.generated_step_logits": "[n_generated, vocab] logits used to pick each greedy token",
         },
     }
-    with open(os.path.join(d, 'expected.json'), 'w', encoding='utf-8', newline='\n') as f:
-        json.dump(expected, f, ensure_ascii=False, indent=2)
-        f.write('\n')
+    write_json(os.path.join(d, 'expected.json'), expected)
     return expected
 
 
@@ -770,8 +560,7 @@ def tiling_cases():
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    if not os.path.isdir(os.path.join(HERE, 'node_modules', '@huggingface', 'tokenizers')):
-        sys.exit('run `npm ci` (or `npm install @huggingface/tokenizers@0.2.0`) in ' + HERE + ' first')
+    require_node_modules()
     vocab, merges = train_bpe(CORPUS, N_BPE_VOCAB)
     tok_files, added = tokenizer_files(vocab, merges)
     pybpe = PyBPE(vocab, merges, added)
@@ -818,9 +607,7 @@ def main():
         "decode": [{"ids": r['ids'], "skip_special_tokens": r['skip_special_tokens'], "text": r['text']}
                    for r in dec],
     }
-    with open(os.path.join(OUT, 'tokenizer_cases.json'), 'w', encoding='utf-8', newline='\n') as f:
-        json.dump(tok_cases, f, ensure_ascii=False, indent=2)
-        f.write('\n')
+    write_json(os.path.join(OUT, 'tokenizer_cases.json'), tok_cases)
 
     with open(os.path.join(OUT, 'tiling_cases.json'), 'w', encoding='utf-8', newline='\n') as f:
         json.dump({"description": "dynamic_preprocess target grid (cols, rows) and tile count incl. thumbnail, "
@@ -843,11 +630,7 @@ def main():
         llama_config(640, bos, eos), 'Hermes-2', 56, -2, 4, 'bfloat16')
     build_variant('internvl2_5-llama-6bvit', cfg2, torch.bfloat16, tok_files, added, pybpe, image_path, seed=2002)
 
-    total = 0
-    for root, _, files in os.walk(OUT):
-        for fn in files:
-            total += os.path.getsize(os.path.join(root, fn))
-    print(f'fixtures written to {OUT}: {total / 1e6:.2f} MB')
+    print(f'fixtures written to {OUT}: {total_size(OUT) / 1e6:.2f} MB')
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ and shape must match the real module structure -- and re-runs the image case in
 HF style (position_ids, additive causal mask, repeat_kv via expand/reshape),
 comparing with expected.safetensors.
 
-    /usr/bin/python3 mirror_check.py
+    /usr/bin/python3 tools/reference/internvl/mirror_check.py     # from any directory; prints ALL OK
 """
 import json
 import os
@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import internvl_ref as R  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, '..', 'common'))
+from refcommon.fixtures import fixtures_dir  # noqa: E402
+from refcommon.safetensors_io import load_safetensors  # noqa: E402  (file reading only)
 
-FIX = os.path.abspath(os.path.join(HERE, '..', '..', '..', 'tests', 'GenRecal.Tests', 'Fixtures', 'internvl'))
+FIX = fixtures_dir('internvl')
 
 
 class InternRMSNorm(nn.Module):
@@ -269,8 +270,8 @@ def main():
             continue
         cfg = json.load(open(os.path.join(d, 'config.json'), encoding='utf-8'))
         exp = json.load(open(os.path.join(d, 'expected.json'), encoding='utf-8'))
-        W, _ = R.load_safetensors(os.path.join(d, 'model.safetensors'))
-        E, _ = R.load_safetensors(os.path.join(d, 'expected.safetensors'))
+        W, _ = load_safetensors(os.path.join(d, 'model.safetensors'))
+        E, _ = load_safetensors(os.path.join(d, 'expected.safetensors'))
         m = InternVLChatModel(cfg)
         missing, unexpected = m.load_state_dict({k: v.float() for k, v in W.items()}, strict=True)
         print(f'[{name}] strict load_state_dict: OK ({len(W)} tensors)')

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Create the Qwen2-VL / Qwen2.5-VL test fixtures for GenRecal.Tests (deterministic, seeded).
 
-Run with Debian's python3 (PyTorch 1.13 CPU, numpy, Pillow, python3-regex) and Node >= 18:
-    cd tools/reference/qwen2vl && npm ci && /usr/bin/python3 make_fixtures.py
+Run with Debian's python3 (PyTorch 1.13 CPU, numpy, Pillow, python3-regex) and Node >= 18, from any directory:
+    (cd tools/reference/common && npm ci) && /usr/bin/python3 tools/reference/qwen2vl/make_fixtures.py
 
 Writes tests/GenRecal.Tests/Fixtures/qwen2vl/:
     image.png, smart_resize_cases.json, tokenizer_cases.json,
@@ -10,36 +10,38 @@ Writes tests/GenRecal.Tests/Fixtures/qwen2vl/:
                  merges.txt, special_tokens_map.json, added_tokens.json, preprocessor_config.json,
                  chat_template.json, expected.json, expected.safetensors}
     qwen2.5-vl/ {... same, model.safetensors stored as BF16 ...}
-Every number comes from qwen2vl_ref.py; every token id comes from tokenizers.js (tokenize.mjs)
-and is cross-checked against an independent Python byte-level BPE; the prompt string comes
-from @huggingface/jinja (render_template.mjs) and is cross-checked against a hand port.
-The byte-level BPE helpers (bytes_to_unicode, train_bpe, PyBPE) are copied from
-tools/reference/internvl/make_fixtures.py.
+Every number comes from qwen2vl_ref.py; every token id comes from tokenizers.js
+(tools/reference/common/tokenize.mjs) and is cross-checked against an independent Python byte-level
+BPE; the prompt string comes from @huggingface/jinja (tools/reference/common/render_template.mjs) and
+is cross-checked against a hand port.  The byte-level BPE (bytes_to_unicode, train_bpe, PyBPE), the
+tokenizer-file building blocks and the fixture scaffolding are shared with the other references
+(tools/reference/common/refcommon).
 """
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import unicodedata
 
 import numpy as np
 import PIL
-import regex
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'common'))
 import qwen2vl_ref as R  # noqa: E402
+from refcommon.bpe import PyBPE, train_bpe  # noqa: E402
+from refcommon.fixtures import (Gen, check, draw_random_shapes, fixtures_dir, margins,  # noqa: E402
+                                render_jinja, require_node_modules, run_tokjs, total_size, write_files,
+                                write_json)
+from refcommon.safetensors_io import bits_equal  # noqa: E402
+from refcommon.tokenizer_files import (added_token_decoder, added_token_entry, added_tokens_json,  # noqa: E402
+                                       merges_txt, qwen2_tokenizer_json, special_token_map_entry)
 
-REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
-OUT = os.path.join(REPO, 'tests', 'GenRecal.Tests', 'Fixtures', 'qwen2vl')
+OUT = fixtures_dir('qwen2vl')
 
 torch.set_num_threads(1)  # bit-for-bit reproducible CPU reductions
 
@@ -47,9 +49,6 @@ torch.set_num_threads(1)  # bit-for-bit reproducible CPU reductions
 # Tokenizer: small Qwen2-style byte-level BPE
 # ---------------------------------------------------------------------------
 
-# Qwen2 tokenizer.json pre-tokenizer regex (Split, behavior Isolated, invert false)
-QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 N_BPE_VOCAB = 600  # 256 byte symbols + learned merges
 
 # Added tokens in the order (and relative ids) of Qwen2-VL-2B-Instruct (151643..151656), all special.
@@ -99,170 +98,16 @@ user assistant system image picture question answer describe detail color shape 
 """
 
 
-# GPT-2 / Qwen2 byte <-> unicode table (ids 0..255 follow this order, like Qwen2's vocab.json).
-def bytes_to_unicode():
-    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + \
-        list(range(ord('®'), ord('ÿ') + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return bs, [chr(c) for c in cs]
-
-
-BS, CS = bytes_to_unicode()
-BYTE_ENC = {b: c for b, c in zip(BS, CS)}
-BYTE_DEC = {c: b for b, c in zip(BS, CS)}
-PRETOK = regex.compile(QWEN2_PATTERN)
-
-
-def pretokenize(text):
-    return [''.join(BYTE_ENC[b] for b in piece.encode('utf-8')) for piece in PRETOK.findall(text)]
-
-
-def train_bpe(corpus, vocab_size):
-    """Plain BPE trainer: most frequent adjacent pair wins, ties -> lexicographically
-    smallest (left, right). Words come from the Qwen2 pre-tokenizer on NFC text."""
-    words = collections.Counter()
-    for line in corpus.split('\n'):
-        if line:
-            for w in pretokenize(unicodedata.normalize('NFC', line + '\n')):
-                words[tuple(w)] += 1
-    vocab = {c: i for i, c in enumerate(CS)}
-    merges = []
-    words = {w: f for w, f in words.items()}
-    while len(vocab) < vocab_size:
-        pairs = collections.Counter()
-        for w, f in words.items():
-            for a, b in zip(w, w[1:]):
-                pairs[(a, b)] += f
-        if not pairs:
-            raise RuntimeError('corpus too small for requested vocab size')
-        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        merges.append(best)
-        new_tok = best[0] + best[1]
-        if new_tok not in vocab:
-            vocab[new_tok] = len(vocab)
-        nw = {}
-        for w, f in words.items():
-            out = []
-            i = 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(new_tok)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            t = tuple(out)
-            nw[t] = nw.get(t, 0) + f
-        words = nw
-    return vocab, merges
-
-
-class PyBPE:
-    """Independent Python byte-level BPE encoder (cross-check for tokenizers.js)."""
-
-    def __init__(self, vocab, merges, added, special=None):
-        self.special = set(added) if special is None else set(special)  # skipped by skip_special
-        self.vocab = vocab
-        self.inv = {i: t for t, i in vocab.items()}
-        self.ranks = {m: i for i, m in enumerate(merges)}
-        self.added = added  # content -> id
-        for c, i in added.items():
-            self.inv[i] = c
-        alts = sorted(added, key=len, reverse=True)
-        self.added_re = regex.compile('(' + '|'.join(regex.escape(a) for a in alts) + ')')
-
-    def bpe(self, word):
-        w = list(word)
-        while len(w) > 1:
-            best = None
-            for i in range(len(w) - 1):
-                r = self.ranks.get((w[i], w[i + 1]))
-                if r is not None and (best is None or r < best[0]):
-                    best = (r, i)
-            if best is None:
-                break
-            pair = (w[best[1]], w[best[1] + 1])
-            out = []
-            i = 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == pair:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            w = out
-        return w
-
-    def encode(self, text):
-        ids, toks = [], []
-        for seg in self.added_re.split(text):
-            if not seg:
-                continue
-            if seg in self.added:
-                ids.append(self.added[seg])
-                toks.append(seg)
-                continue
-            for piece in pretokenize(unicodedata.normalize('NFC', seg)):
-                for t in self.bpe(piece):
-                    ids.append(self.vocab[t])
-                    toks.append(t)
-        return ids, toks
-
-    def decode(self, ids, skip_special=False):
-        out = bytearray()
-        text = ''
-        for i in ids:
-            t = self.inv[i]
-            if t in self.added:
-                if skip_special and t in self.special:
-                    continue
-                text += bytes(out).decode('utf-8', errors='replace')
-                out = bytearray()
-                text += t
-            else:
-                out += bytes(BYTE_DEC[c] for c in t)
-        return text + bytes(out).decode('utf-8', errors='replace')
-
-
-
 def tokenizer_files(vocab, merges, added_list, variant):
     """{filename: json-able or str} for a Qwen2-VL / Qwen2.5-VL style tokenizer (HF layout)."""
     n = len(vocab)
     added = {c: n + i for i, (c, _) in enumerate(added_list)}
     special = [c for c, sp in added_list if sp]
-    entries = [{"id": added[c], "content": c, "single_word": False, "lstrip": False, "rstrip": False,
-                "normalized": False, "special": sp} for c, sp in added_list]
-    bytelevel = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
-    tok_json = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": entries,
-        "normalizer": {"type": "NFC"},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN2_PATTERN}, "behavior": "Isolated", "invert": False},
-            bytelevel]},
-        "post_processor": dict(bytelevel),
-        "decoder": dict(bytelevel),
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                  "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges]},
-    }
-
-    def at(c, sp):
-        return {"content": c, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-                "special": sp}
-
+    entries = [added_token_entry(added[c], c, sp) for c, sp in added_list]
+    tok_json = qwen2_tokenizer_json(vocab, merges, entries, ignore_merges=False)
     tok_cfg = {
         "add_prefix_space": False,
-        "added_tokens_decoder": {str(added[c]): at(c, sp) for c, sp in added_list},
+        "added_tokens_decoder": {str(added[c]): added_token_decoder(c, sp) for c, sp in added_list},
         "additional_special_tokens": list(ADDITIONAL_SPECIAL),
         "bos_token": None,
     }
@@ -280,53 +125,21 @@ def tokenizer_files(vocab, merges, added_list, variant):
         "tokenizer_class": "Qwen2Tokenizer",
         "unk_token": None,
     })
-    strip = lambda d: {k: v for k, v in d.items() if k != 'special'}  # noqa: E731
     special_map = {
         "additional_special_tokens": list(ADDITIONAL_SPECIAL),
-        "eos_token": strip(at("<|im_end|>", True)),
-        "pad_token": strip(at("<|endoftext|>", True)),
+        "eos_token": special_token_map_entry("<|im_end|>"),
+        "pad_token": special_token_map_entry("<|endoftext|>"),
     }
-    merges_txt = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
     files = {
         'tokenizer.json': tok_json,
         'tokenizer_config.json': tok_cfg,
         'special_tokens_map.json': special_map,
-        'added_tokens.json': {c: added[c] for c in sorted(added)},
+        'added_tokens.json': added_tokens_json(added),
         'vocab.json': vocab,
-        'merges.txt': merges_txt,
+        'merges.txt': merges_txt(merges),
         'chat_template.json': {"chat_template": CHAT_TEMPLATE},
     }
     return files, added, special
-
-
-def write_files(d, files):
-    os.makedirs(d, exist_ok=True)
-    for name, content in files.items():
-        with open(os.path.join(d, name), 'w', encoding='utf-8', newline='\n') as f:
-            if isinstance(content, str):
-                f.write(content)
-            else:
-                json.dump(content, f, ensure_ascii=False, indent=2)
-                f.write('\n')
-
-
-def run_node(script, first_arg, requests):
-    with tempfile.TemporaryDirectory() as td:
-        rq = os.path.join(td, 'rq.json')
-        out = os.path.join(td, 'out.json')
-        with open(rq, 'w', encoding='utf-8') as f:
-            json.dump(requests, f, ensure_ascii=False)
-        subprocess.run(['node', os.path.join(HERE, script), first_arg, rq, out], check=True, cwd=HERE)
-        with open(out, encoding='utf-8') as f:
-            return json.load(f)
-
-
-def run_tokjs(tok_dir, requests):
-    return run_node('tokenize.mjs', tok_dir, requests)
-
-
-def render_jinja(template_json_path, requests):
-    return run_node('render_template.mjs', template_json_path, requests)
 
 
 # ---------------------------------------------------------------------------
@@ -341,18 +154,7 @@ def make_image(path):
                      127 + 100 * np.sin(xx / 9.0) * np.cos(yy / 7.0)], -1)
     base += rng.normal(0, 8, base.shape)
     img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), 'RGB')
-    d = ImageDraw.Draw(img)
-    for _ in range(8):
-        x0, y0 = int(rng.randint(0, W - 20)), int(rng.randint(0, H - 15))
-        x1, y1 = x0 + int(rng.randint(10, 60)), y0 + int(rng.randint(8, 40))
-        col = tuple(int(c) for c in rng.randint(0, 256, 3))
-        if rng.rand() < 0.5:
-            d.rectangle([x0, y0, x1, y1], fill=col)
-        else:
-            d.ellipse([x0, y0, x1, y1], fill=col, outline=(0, 0, 0))
-    for _ in range(4):
-        pts = [int(v) for v in (rng.randint(0, W), rng.randint(0, H), rng.randint(0, W), rng.randint(0, H))]
-        d.line(pts, fill=tuple(int(c) for c in rng.randint(0, 256, 3)), width=2)
+    draw_random_shapes(img, rng, 8, 4)
     img.save(path, format='PNG', optimize=False)
 
 
@@ -363,9 +165,10 @@ def make_image(path):
 VOCAB_SIZE = 640   # padded past the tokenizer size, like the hub's 151936 > 151665
 
 
-def qwen2vl_config(added):
+def config_head(architecture, added):
+    """The leading keys of both hub configs: architectures, attention_dropout and the token ids."""
     return {
-        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "architectures": [architecture],
         "attention_dropout": 0.0,
         "bos_token_id": added['<|endoftext|>'],
         "eos_token_id": added['<|im_end|>'],
@@ -374,6 +177,12 @@ def qwen2vl_config(added):
         "vision_token_id": added['<|vision_pad|>'],
         "image_token_id": added['<|image_pad|>'],
         "video_token_id": added['<|video_pad|>'],
+    }
+
+
+def qwen2vl_config(added):
+    return {
+        **config_head("Qwen2VLForConditionalGeneration", added),
         "hidden_act": "silu",
         "hidden_size": 64,
         "initializer_range": 0.02,
@@ -411,15 +220,7 @@ def qwen2vl_config(added):
 
 def qwen25vl_config(added):
     return {
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-        "attention_dropout": 0.0,
-        "bos_token_id": added['<|endoftext|>'],
-        "eos_token_id": added['<|im_end|>'],
-        "vision_start_token_id": added['<|vision_start|>'],
-        "vision_end_token_id": added['<|vision_end|>'],
-        "vision_token_id": added['<|vision_pad|>'],
-        "image_token_id": added['<|image_pad|>'],
-        "video_token_id": added['<|video_pad|>'],
+        **config_head("Qwen2_5_VLForConditionalGeneration", added),
         "hidden_act": "silu",
         "hidden_size": 96,
         "initializer_range": 0.02,
@@ -485,14 +286,6 @@ def preprocessor_config(min_pixels, max_pixels, processor_class):
 # ---------------------------------------------------------------------------
 # Weights
 # ---------------------------------------------------------------------------
-
-class Gen:
-    def __init__(self, seed):
-        self.g = torch.Generator().manual_seed(seed)
-
-    def n(self, shape, std, mean=0.0):
-        return (torch.randn(*shape, generator=self.g) * std + mean).float()
-
 
 def make_weights(cfg, seed, n_tok, lm_head_scale, embed_std=1.0, resid_scale=1.0, qk_scale=1.5):
     g = Gen(seed)
@@ -575,25 +368,6 @@ def make_weights(cfg, seed, n_tok, lm_head_scale, embed_std=1.0, resid_scale=1.0
 IMAGE_QUESTION = "Describe this image."
 TEXT_QUESTION = "Hello, who are you? Please answer in one sentence."
 MAX_NEW_TOKENS = 8
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-    print('  ok:', msg)
-
-
-def bits_equal(a, b):
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.dtype == torch.bfloat16:
-        return torch.equal(a.view(torch.int16), b.view(torch.int16))
-    return torch.equal(a, b)
-
-
-def margins(step_logits):
-    top = step_logits.topk(2, dim=-1).values
-    return (top[:, 0] - top[:, 1]).tolist()
 
 
 def smart_resize_branch(h, w, factor, mn, mx):
@@ -832,9 +606,7 @@ def build_variant(name, cfg, pp_cfg, weights_dtype, tok_files, added, special, p
             "<case>.generated_step_logits": "[n_generated, vocab] logits used to pick each greedy token",
         },
     }
-    with open(os.path.join(d, 'expected.json'), 'w', encoding='utf-8', newline='\n') as f:
-        json.dump(expected, f, ensure_ascii=False, indent=2)
-        f.write('\n')
+    write_json(os.path.join(d, 'expected.json'), expected)
     return expected
 
 
@@ -872,9 +644,7 @@ TOKENIZER_TEXTS = [
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    if not os.path.isdir(os.path.join(HERE, 'node_modules', '@huggingface', 'tokenizers')) or \
-            not os.path.isdir(os.path.join(HERE, 'node_modules', '@huggingface', 'jinja')):
-        sys.exit('run `npm ci` in ' + HERE + ' first')
+    require_node_modules()
     vocab, merges = train_bpe(CORPUS, N_BPE_VOCAB)
     print(f'tokenizer: {len(vocab)} BPE tokens, {len(merges)} merges')
 
@@ -918,9 +688,7 @@ def main():
             "tokenizer": f"{name}/tokenizer.json", "bpe_vocab_size": len(vocab), "num_merges": len(merges),
             "added_tokens": added, "special_added_tokens": special,
             "encode": enc, "decode": dec}
-    with open(os.path.join(OUT, 'tokenizer_cases.json'), 'w', encoding='utf-8', newline='\n') as f:
-        json.dump(tok_cases, f, ensure_ascii=False, indent=2)
-        f.write('\n')
+    write_json(os.path.join(OUT, 'tokenizer_cases.json'), tok_cases)
 
     print('summary:')
     for name, e in results.items():
@@ -929,12 +697,7 @@ def main():
                   f"delta={c['rope_deltas']:4d} gen={c['generated_ids']} min_margin={c['min_margin']:.4f}")
         if 'num_windows' in e['vision']:
             print(f"  {name}: {e['vision']['num_windows']} windows, sizes {e['vision']['window_sizes_in_patches']}")
-    total = 0
-    for root, _, files in os.walk(OUT):
-        for fn in sorted(files):
-            pth = os.path.join(root, fn)
-            total += os.path.getsize(pth)
-    print(f'fixtures written to {OUT}: {total / 1e6:.2f} MB')
+    print(f'fixtures written to {OUT}: {total_size(OUT) / 1e6:.2f} MB')
 
 
 if __name__ == '__main__':

@@ -16,7 +16,7 @@ qwen2vl_ref.py, and compares them with expected.safetensors / expected.json:
   * LM: one full forward per generated token (no KV cache), nn.functional.scaled_dot_product
     style written with an explicit additive mask.
 
-Run after make_fixtures.py:  /usr/bin/python3 mirror_check.py   (prints ALL OK)
+Run after make_fixtures.py:  /usr/bin/python3 tools/reference/qwen2vl/mirror_check.py   (any directory; prints ALL OK)
 """
 
 import json
@@ -30,17 +30,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from qwen2vl_ref import load_safetensors  # noqa: E402  (file reading only)
+sys.path.insert(0, os.path.join(HERE, '..', 'common'))
+from refcommon.fixtures import check as ok, fixtures_dir  # noqa: E402
+from refcommon.safetensors_io import load_safetensors  # noqa: E402  (file reading only)
 
-FIX = os.path.abspath(os.path.join(HERE, '..', '..', '..', 'tests', 'GenRecal.Tests', 'Fixtures', 'qwen2vl'))
+FIX = fixtures_dir('qwen2vl')
 torch.set_num_threads(1)
-
-
-def ok(cond, msg):
-    if not cond:
-        raise SystemExit('FAIL: ' + msg)
-    print('  ok:', msg)
 
 
 def hf_param_shapes(cfg):

@@ -21,9 +21,9 @@ We follow "transformers 4.53" semantics throughout (see README.md for the list o
 where versions differ and what was chosen).
 
 Everything is computed in float32; bf16 checkpoints are upcast to float32 on load.
-Tokenization is NOT done here (tokenize.mjs uses tokenizers.js); the chat template is
-rendered here by hand (render_chat_prompt) and cross-checked against @huggingface/jinja
-(render_template.mjs) by make_fixtures.py.
+Tokenization is NOT done here (tools/reference/common/tokenize.mjs uses tokenizers.js); the chat
+template is rendered here by hand (render_chat_prompt) and cross-checked against @huggingface/jinja
+(tools/reference/common/render_template.mjs) by make_fixtures.py.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+import sys
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,79 +40,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 # ---------------------------------------------------------------------------
-# safetensors I/O (hand written: 8-byte LE header length, JSON header, data).
-# Copied from tools/reference/internvl/internvl_ref.py.
+# safetensors I/O (hand written: 8-byte LE header length, JSON header, data) and the small building
+# blocks live in tools/reference/common/refcommon, shared with tools/reference/internvl and internvl-hf.
 # ---------------------------------------------------------------------------
 
-_ST_DTYPES = {
-    torch.float32: ("F32", 4),
-    torch.float16: ("F16", 2),
-    torch.bfloat16: ("BF16", 2),
-    torch.int64: ("I64", 8),
-    torch.int32: ("I32", 4),
-}
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().astype("<i2").tobytes()
-    if t.dtype == torch.float16:
-        return t.numpy().astype("<f2").tobytes()
-    if t.dtype == torch.float32:
-        return t.numpy().astype("<f4").tobytes()
-    if t.dtype == torch.int64:
-        return t.numpy().astype("<i8").tobytes()
-    if t.dtype == torch.int32:
-        return t.numpy().astype("<i4").tobytes()
-    raise TypeError(f"unsupported dtype {t.dtype}")
-
-
-def save_safetensors(path: str, tensors: Dict[str, torch.Tensor],
-                     metadata: Optional[Dict[str, str]] = None) -> None:
-    """Write a .safetensors file: u64 LE header size, JSON header padded with spaces to a
-    multiple of 8, raw little-endian data in sorted-name order."""
-    header: Dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
-    blobs: List[bytes] = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        dt, _ = _ST_DTYPES[t.dtype]
-        b = _tensor_bytes(t)
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    hjson = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
-    hjson += b" " * ((8 - len(hjson) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        for b in blobs:
-            f.write(b)
-
-
-def load_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """Read a .safetensors file; tensors keep their stored dtype."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (hlen,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + hlen].decode("utf-8"))
-    base = 8 + hlen
-    meta = header.pop("__metadata__", {})
-    out: Dict[str, torch.Tensor] = {}
-    np_types = {"F16": "<f2", "F32": "<f4", "I64": "<i8", "I32": "<i4"}
-    for name, info in header.items():
-        s, e = info["data_offsets"]
-        raw = data[base + s:base + e]
-        dt = info["dtype"]
-        if dt == "BF16":
-            t = torch.from_numpy(np.frombuffer(raw, dtype="<i2").copy()).view(torch.bfloat16)
-        elif dt in np_types:
-            t = torch.from_numpy(np.frombuffer(raw, dtype=np_types[dt]).copy())
-        else:
-            raise TypeError(dt)
-        out[name] = t.reshape(info["shape"])
-    return out, meta
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from refcommon.safetensors_io import load_safetensors, save_safetensors  # noqa: E402,F401
+from refcommon.ops import decoder_layers, layer_norm, rms_norm, rotate_half  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------
@@ -266,31 +200,13 @@ def expand_image_tokens(text: str, image_grid_thws: Sequence[Sequence[int]], mer
 
 
 # ---------------------------------------------------------------------------
-# Small building blocks
+# Small building blocks (rms_norm = Qwen2RMSNorm: float32 variance, weight * x.to(input_dtype);
+# layer_norm; rotate_half -- from refcommon.ops)
 # ---------------------------------------------------------------------------
-
-def rms_norm(x, w, eps):
-    # Qwen2RMSNorm: float32 variance, weight * x.to(input_dtype)
-    input_dtype = x.dtype
-    h = x.to(torch.float32)
-    variance = h.pow(2).mean(-1, keepdim=True)
-    h = h * torch.rsqrt(variance + eps)
-    return w * h.to(input_dtype)
-
-
-def layer_norm(x, w, b, eps):
-    return F.layer_norm(x, (x.shape[-1],), w, b, eps)
-
 
 def quick_gelu(x):
     # activations.QuickGELUActivation: x * sigmoid(1.702 * x)
     return x * torch.sigmoid(1.702 * x)
-
-
-def rotate_half(x):
-    x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2:]
-    return torch.cat((-x2, x1), dim=-1)
 
 
 ACT = {"quick_gelu": quick_gelu, "silu": F.silu, "gelu": F.gelu}
@@ -335,6 +251,21 @@ class _VisionBase:
         seq = torch.arange(max_grid, dtype=inv_freq.dtype)
         freqs_full = torch.outer(seq, inv_freq)
         return freqs_full[pos_ids].flatten(1)
+
+    @staticmethod
+    def rotary_cos_sin(rot):
+        # emb = cat(rotary_pos_emb, rotary_pos_emb); position_embeddings = (emb.cos(), emb.sin())
+        emb = torch.cat((rot, rot), dim=-1)
+        return emb.cos(), emb.sin()
+
+    @staticmethod
+    def full_cu_seqlens(grid_thw):
+        # cu_seqlens = cumsum of h*w repeated t times (one chunk per frame), with a leading 0
+        lens = [h * w for t, h, w in grid_thw for _ in range(t)]
+        cu = [0]
+        for n in lens:
+            cu.append(cu[-1] + n)
+        return cu
 
     def attention(self, x, blk, cu_seqlens, cos, sin):
         # VisionAttention / Qwen2_5_VLVisionAttention, eager path: packed qkv (bias) ->
@@ -400,12 +331,8 @@ class Qwen2VisionRef(_VisionBase):
         x = self.patch_embed(pixel_values)
         inter = {"patch_embed": x}
         rot = self.rot_pos_emb(grid_thw)
-        emb = torch.cat((rot, rot), dim=-1)
-        cos, sin = emb.cos(), emb.sin()
-        lens = [h * w for t, h, w in grid_thw for _ in range(t)]
-        cu = [0]
-        for n in lens:
-            cu.append(cu[-1] + n)
+        cos, sin = self.rotary_cos_sin(rot)
+        cu = self.full_cu_seqlens(grid_thw)
         for i in range(self.depth):
             x = self.block(x, i, cu, cos, sin)
             inter[f"block{i}"] = x
@@ -487,12 +414,8 @@ class Qwen25VisionRef(_VisionBase):
         # reorder patches (in groups of merge^2) into window order
         x = x.reshape(S // self.unit, self.unit, -1)[window_index].reshape(S, -1)
         rot_w = rot.reshape(S // self.unit, self.unit, -1)[window_index].reshape(S, -1)
-        emb = torch.cat((rot_w, rot_w), dim=-1)
-        cos, sin = emb.cos(), emb.sin()
-        lens = [h * w for t, h, w in grid_thw for _ in range(t)]
-        cu_full = [0]
-        for n in lens:
-            cu_full.append(cu_full[-1] + n)
+        cos, sin = self.rotary_cos_sin(rot_w)
+        cu_full = self.full_cu_seqlens(grid_thw)
         reverse = torch.argsort(window_index)
 
         def unwindow(y):  # back to the original patch order (for the debugging dumps only)
@@ -624,42 +547,10 @@ class MRopeTextRef:
         """inputs_embeds [T, H]; position_ids [3, T]; past: per layer (k, v) [n_kv, P, D].
         Eager attention (Qwen2VLAttention + eager_attention_forward): q/k/v with bias, o_proj
         without, GQA via repeat_kv, scale head_dim^-0.5, causal mask, float32 softmax."""
-        T = inputs_embeds.shape[0]
-        P = 0 if past is None else past[0][0].shape[1]
         cos, sin = self.rope(position_ids)
-        h = inputs_embeds
-        new_past = []
-        for li in range(self.n_layers):
-            pre = f"model.layers.{li}."
-            x = rms_norm(h, self.w(pre + "input_layernorm.weight"), self.eps)
-            a = pre + "self_attn."
-            q = F.linear(x, self.w(a + "q_proj.weight"), self.w(a + "q_proj.bias"))
-            k = F.linear(x, self.w(a + "k_proj.weight"), self.w(a + "k_proj.bias"))
-            v = F.linear(x, self.w(a + "v_proj.weight"), self.w(a + "v_proj.bias"))
-            q = q.view(T, -1, self.head_dim).transpose(0, 1)
-            k = k.view(T, -1, self.head_dim).transpose(0, 1)
-            v = v.view(T, -1, self.head_dim).transpose(0, 1)
-            q = q * cos[None] + rotate_half(q) * sin[None]
-            k = k * cos[None] + rotate_half(k) * sin[None]
-            if past is not None:
-                k = torch.cat([past[li][0], k], dim=1)
-                v = torch.cat([past[li][1], v], dim=1)
-            new_past.append((k, v))
-            rep = self.n_heads // self.n_kv
-            kk = k.repeat_interleave(rep, dim=0)
-            vv = v.repeat_interleave(rep, dim=0)
-            S = kk.shape[1]
-            scores = torch.matmul(q, kk.transpose(1, 2)) * (self.head_dim ** -0.5)
-            mask = torch.arange(S)[None, :] > torch.arange(P, P + T)[:, None]
-            scores = scores.masked_fill(mask[None], torch.finfo(torch.float32).min)
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-            o = torch.matmul(probs, vv).transpose(0, 1).reshape(T, self.n_heads * self.head_dim)
-            h = h + F.linear(o, self.w(a + "o_proj.weight"))
-            x = rms_norm(h, self.w(pre + "post_attention_layernorm.weight"), self.eps)
-            m = pre + "mlp."
-            g = F.linear(x, self.w(m + "gate_proj.weight"))
-            u = F.linear(x, self.w(m + "up_proj.weight"))
-            h = h + F.linear(F.silu(g) * u, self.w(m + "down_proj.weight"))
+        # Qwen2VLDecoderLayer stack (refcommon.ops.decoder_layers): q/k/v with bias, o_proj and MLP without
+        h, new_past = decoder_layers(inputs_embeds, cos, sin, past, self.W, "model.layers.", self.n_layers,
+                                     self.n_heads, self.n_kv, self.head_dim, self.eps, qkv_bias=True)
         h = rms_norm(h, self.w("model.norm.weight"), self.eps)
         head = self.w("model.embed_tokens.weight") if self.tie else self.w("lm_head.weight")
         return F.linear(h, head).float(), new_past

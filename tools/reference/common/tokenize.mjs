@@ -1,6 +1,6 @@
 // Tokenize / detokenize with tokenizers.js (@huggingface/tokenizers 0.2.0, a pure-JS port of HF
-// `tokenizers`) and render chat templates with @huggingface/jinja (the JS Jinja engine the HF hub uses).
-// Adapted from tools/reference/internvl/tokenize.mjs (adds the "apply_chat_template" op).
+// `tokenizers`) and render chat templates with @huggingface/jinja 0.5.11 (the JS Jinja engine the HF hub
+// uses).  Shared by the InternVL, InternVL -hf and Qwen2-VL reference generators.
 //
 // Usage:
 //   node tokenize.mjs <tokenizer_dir> <requests.json> [<out.json>]
@@ -14,8 +14,9 @@
 //   decode              -> {"ids", "skip_special_tokens", "text"}
 //   token_to_id         -> {"token", "id"}
 //   apply_chat_template -> {"text"}
-// Encoding uses add_special_tokens=true, which for a Qwen2 tokenizer.json adds nothing (its
-// post_processor is ByteLevel only) -- same as HF `tokenizer(text)` inside InternVLProcessor.__call__.
+// The tokenizer (tokenizer.json + tokenizer_config.json in <tokenizer_dir>) is loaded on the first
+// encode/decode/token_to_id request.  Encoding uses add_special_tokens=true, which for a Qwen2
+// tokenizer.json adds nothing (its post_processor is ByteLevel only) -- same as HF `tokenizer(text)`.
 // transformers renders templates with jinja2 (trim_blocks=True, lstrip_blocks=True); the InternVL -hf
 // template has no text outside {{ }} / {% %} tags, so those flags cannot change its output.
 import { readFileSync, writeFileSync } from "node:fs";
