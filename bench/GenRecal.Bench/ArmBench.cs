@@ -135,7 +135,7 @@ static class ArmBench
         manual_seed(3);
         var rec = new Recalibrator(config.Recalibrator, student.Config.Text, teacher.Config.Text.HiddenSize);
         var step = new GenRecalLossStep(teacher.Model, student.Model, rec, config);
-        var batches = Enumerable.Range(0, 8).Select(i => data.Skip(i * preset.BatchSize).Take(preset.BatchSize).ToList()).ToList();
+        var batches = Enumerable.Range(0, Math.Clamp(data.Count / preset.BatchSize, 1, 8)).Select(i => data.Skip(i * preset.BatchSize).Take(preset.BatchSize).ToList()).ToList();
         var parts = new (string Name, Action<List<ConversationExample>, ModelBatch, ModelBatch> Run)[]
         {
             ("whole stage-2 loss, store (fwd+bwd)", (ex, tb, sb) => step.Compute(tb, sb, Stage.Distillation, store.Batch(ex, tb, config.Recalibrator.AnswerSource)).Loss.backward()),
@@ -153,6 +153,8 @@ static class ArmBench
                 var r2 = rec.Forward(rec.Project(tf.Question), t.QuestionLengths, t.QuestionPositions, a, t.AnswerLengths, t.AnswerPositions);
                 (r1.sum() + r2.sum()).backward();
             }),
+            ("Recalibrator, student question (fwd+bwd)", (ex, tb, sb) => RecalibratorPass(rec, store.Batch(ex, tb, config.Recalibrator.AnswerSource), tb, sb, student.Config.Text.HiddenSize, regularizer: false)),
+            ("Recalibrator, teacher question (regularizer) (fwd+bwd)", (ex, tb, sb) => RecalibratorPass(rec, store.Batch(ex, tb, config.Recalibrator.AnswerSource), tb, sb, student.Config.Text.HiddenSize, regularizer: true)),
             ("teacher head + CE + KL x2 (fwd+bwd)", (ex, tb, sb) =>
             {
                 var tf = store.Batch(ex, tb, config.Recalibrator.AnswerSource);
@@ -189,8 +191,28 @@ static class ArmBench
                 }
                 if (r > 0) ms[name].Add(clock.Elapsed.TotalMilliseconds / batches.Count); // the first round warms up
             }
+        double Mean(Func<ModelBatch, GenRecalLossStep.Split, IEnumerable<int>> f, Collator c) => batches.Average(ex =>
+        {
+            using var b = c.Collate(ex);
+            return f(b, GenRecalLossStep.SplitOf(b)).Average();
+        });
+        Console.WriteLine($"mean lengths: student question {Mean((b, s) => s.QuestionLengths, sc):F0}, teacher question {Mean((b, s) => s.QuestionLengths, tc):F0}, " +
+                          $"teacher answer {Mean((b, s) => s.AnswerLengths, tc):F1}, student sequence {Mean((b, s) => b.Lengths, sc):F0}, teacher sequence {Mean((b, s) => b.Lengths, tc):F0}");
         Console.WriteLine("stage-2 step breakdown, ms per batch (median [min, max] of interleaved rounds; optimizer, clipping and collation not included):");
         foreach (var (name, _) in parts) Console.WriteLine($"  {name}: {Spread(ms[name], "")}");
         Directory.Delete(cacheRoot, recursive: true);
+    }
+
+    /// <summary>One of the loss step's two Recalibrator passes, forward and backward: the student's question (a stand-in of
+    /// its width and lengths) or the teacher's stored question features (the regularizer).</summary>
+    static void RecalibratorPass(Recalibrator rec, TeacherFeatures tf, ModelBatch tb, ModelBatch sb, int studentHidden, bool regularizer)
+    {
+        var t = GenRecalLossStep.SplitOf(tb);
+        var s = GenRecalLossStep.SplitOf(sb);
+        var a = rec.Project(tf.AnswerInput);
+        var r = regularizer
+            ? rec.Forward(rec.Project(tf.Question), t.QuestionLengths, t.QuestionPositions, a, t.AnswerLengths, t.AnswerPositions)
+            : rec.Forward(zeros(sb.Lengths.Length, s.QuestionLengths.Max(), studentHidden).requires_grad_(), s.QuestionLengths, s.QuestionPositions, a, t.AnswerLengths, t.AnswerPositions);
+        r.sum().backward();
     }
 }
