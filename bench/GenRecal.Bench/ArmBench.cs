@@ -26,7 +26,7 @@ static class ArmBench
             int s1 = Steps(preset.Stage1Steps, scale), s2 = Steps(preset.Stage2Steps, scale), s3 = Steps(preset.Stage3Steps, scale);
             Console.WriteLine($"arms: quick sizes, batch {preset.BatchSize}, {examples} examples; GenRecal {s1}/{s2}/{s3} steps, SFT {s2}+{s3} (the same {s2 + s3} student steps); threads {get_num_threads()}");
             var sft = new List<double>();
-            var stored = new List<(double Total, double Pass, double S1, double S2, double S3, double Tokens)>();
+            var stored = new List<(double Total, double Pass, double S1, double S2, double S3, double Tokens, double KbPerExample)>();
             var live = new List<(double Total, double S1, double S2, double S3)>();
             for (int r = 0; r < repeats; r++)
             {
@@ -39,7 +39,8 @@ static class ArmBench
                 var steps = new Dictionary<int, int> { [1] = s1, [2] = s2, [3] = s3 };
                 clock.Restart();
                 var (perStage, store) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "genrecal"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal"));
-                stored.Add((clock.Elapsed.TotalSeconds, store!.PassSeconds, perStage[Stage.Alignment], perStage[Stage.Distillation], perStage[Stage.FineTuning], store.PassTokens / store.PassSeconds));
+                stored.Add((clock.Elapsed.TotalSeconds, store!.PassSeconds, perStage[Stage.Alignment], perStage[Stage.Distillation], perStage[Stage.FineTuning], store.PassTokens / store.PassSeconds,
+                            Directory.GetFiles(store.Dir).Sum(f => new FileInfo(f).Length) / 1024.0 / store.Computed));
 
                 clock.Restart();
                 var (livePerStage, _) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "live"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal") with { StoreTeacherFeatures = false });
@@ -54,7 +55,7 @@ static class ArmBench
             Console.WriteLine($"ms/step, store: stage 1 {Spread(stored.Select(x => x.S1), "")}, stage 2 {Spread(stored.Select(x => x.S2), "")}, stage 3 {Spread(stored.Select(x => x.S3), "")}");
             Console.WriteLine($"ms/step, live:  stage 1 {Spread(live.Select(x => x.S1), "")}, stage 2 {Spread(live.Select(x => x.S2), "")}, stage 3 {Spread(live.Select(x => x.S3), "")}");
             Console.WriteLine($"SFT arm ms/step: {Spread(sft.Select(x => 1000 * x / (s2 + s3)), "")} (whole arm / steps, model loading included)");
-            Console.WriteLine($"teacher pass: {Spread(stored.Select(x => x.Tokens), "tok/s")}, {Spread(stored.Select(x => x.Pass), "s")} for {examples} examples");
+            Console.WriteLine($"teacher pass: {Spread(stored.Select(x => x.Tokens), "tok/s")}, {Spread(stored.Select(x => x.Pass), "s")} for {examples} examples, {Spread(stored.Select(x => x.KbPerExample), "KB")} stored per example");
             Breakdown(teacherDir, studentDir, dataPath, preset, repeats);
         }
         finally

@@ -99,6 +99,7 @@ public sealed class DistillationRecipe : IDisposable
             {
                 teacher = Pretrained.Load(plan.TeacherDir!);
                 ParameterGroups.Freeze(teacher.Model);
+                teacher.Model.eval(); // never trained: any dropout stays off, so stored teacher features equal recomputed ones
                 if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
             }
             data = Validated(loaded);
