@@ -56,7 +56,7 @@ static class ArmBench
             Console.WriteLine($"ms/step, live:  stage 1 {Spread(live.Select(x => x.S1), "")}, stage 2 {Spread(live.Select(x => x.S2), "")}, stage 3 {Spread(live.Select(x => x.S3), "")}");
             Console.WriteLine($"SFT arm ms/step: {Spread(sft.Select(x => 1000 * x / (s2 + s3)), "")} (whole arm / steps, model loading included)");
             Console.WriteLine($"teacher pass: {Spread(stored.Select(x => x.Tokens), "tok/s")}, {Spread(stored.Select(x => x.Pass), "s")} for {examples} examples, {Spread(stored.Select(x => x.KbPerExample), "KB")} stored per example");
-            Breakdown(teacherDir, studentDir, dataPath, preset, repeats);
+            Breakdown(teacherDir, studentDir, dataPath, preset, repeats, Path.Combine(root, "breakdown-features"));
         }
         finally
         {
@@ -121,7 +121,7 @@ static class ArmBench
     /// the student (body, its CE), the Recalibrator (both passes: student question and the regularizer's teacher question),
     /// the teacher's head and the four losses on its two outputs, reading the store, and the live teacher forward it replaces.
     /// </summary>
-    static void Breakdown(string teacherDir, string studentDir, string dataPath, DemoPreset preset, int repeats)
+    static void Breakdown(string teacherDir, string studentDir, string dataPath, DemoPreset preset, int repeats, string cacheRoot)
     {
         using var teacher = Pretrained.Load(teacherDir);
         using var student = Pretrained.Load(studentDir);
@@ -130,7 +130,6 @@ static class ArmBench
         var data = LlavaDataset.LoadStrict(dataPath);
         using var tc = new Collator(teacher.Model, teacher.Tokenizer, config.MaxLength);
         using var sc = new Collator(student.Model, student.Tokenizer, config.MaxLength);
-        var cacheRoot = Path.Combine(Path.GetTempPath(), $"genrecal-armbench-breakdown-{Environment.ProcessId}");
         using var store = new TeacherFeatureStore(cacheRoot, teacher, dataPath, config);
         store.Fill(data, tc);
         manual_seed(3);
@@ -201,7 +200,6 @@ static class ArmBench
                           $"teacher answer {Mean((b, s) => s.AnswerLengths, tc):F1}, student sequence {Mean((b, s) => b.Lengths, sc):F0}, teacher sequence {Mean((b, s) => b.Lengths, tc):F0}");
         Console.WriteLine("stage-2 step breakdown, ms per batch (median [min, max] of interleaved rounds; optimizer, clipping and collation not included):");
         foreach (var (name, _) in parts) Console.WriteLine($"  {name}: {Spread(ms[name], "")}");
-        Directory.Delete(cacheRoot, recursive: true);
     }
 
     /// <summary>One of the loss step's two Recalibrator passes, forward and backward: the student's question (a stand-in of
