@@ -6,11 +6,22 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
-//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race]
+//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples]] [--threads N]
 TorchRuntime.EnsureLoaded();
+if (Array.IndexOf(args, "--threads") is var ti and >= 0)
+{
+    set_num_threads(int.Parse(args[ti + 1]));
+    args = args.Where((_, i) => i != ti && i != ti + 1).ToArray();
+}
 if (args is ["scalar-race", ..])
 {
     ScalarRace(args.Length > 1 ? long.Parse(args[1]) << 20 : GenRecal.Runtime.NoGcRegion.DefaultBudget);
+    return;
+}
+if (args is ["arms", ..])
+{
+    ArmBench.Run(args.Length > 1 ? int.Parse(args[1]) : 3, args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 0.25,
+                 args.Length > 3 ? int.Parse(args[3]) : 600);
     return;
 }
 Console.WriteLine($"threads: {get_num_threads()}, backend: {TorchRuntime.Mode}");

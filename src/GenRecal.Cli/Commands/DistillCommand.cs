@@ -21,7 +21,8 @@ public static class DistillCommand
         var config = new Option<string?>("--config") { Description = "training config JSON (see docs/ARCHITECTURE.md)" };
         var resume = new Option<bool>("--resume") { Description = "continue from OUT/checkpoints" };
         var allowBad = new Option<bool>("--allow-bad-lines") { Description = "skip unusable data lines (they are still reported)" };
-        var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, method, stages, steps, batch, config, resume, allowBad };
+        var features = new Option<string?>("--teacher-features") { Description = "folder of the teacher's stored stage 1-2 features (default OUT/teacher-features); runs sharing a teacher and data may share one" };
+        var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, method, stages, steps, batch, config, resume, allowBad, features };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var c = Configure(r.GetValue(config), r.GetValue(steps), r.GetValue(batch), r.GetValue(method));
@@ -30,7 +31,7 @@ public static class DistillCommand
                 TeacherDir = r.GetValue(teacher), StudentDir = r.GetValue(student)!, DataPath = r.GetValue(data)!, OutDir = r.GetValue(output)!,
                 Stages = ParseStages(r.GetValue(stages) ?? (c.MethodKind == DistillationMethod.GenRecal ? "1,2,3" : "sft")),
                 Config = c,
-                Resume = r.GetValue(resume), AllowBadDataLines = r.GetValue(allowBad),
+                Resume = r.GetValue(resume), AllowBadDataLines = r.GetValue(allowBad), TeacherFeatureCache = r.GetValue(features),
             };
             Run(plan);
             AnsiConsole.MarkupLine($"student: [bold]{Markup.Escape(Path.Combine(plan.OutDir, "student"))}[/]; metrics: {Markup.Escape(Path.Combine(plan.OutDir, "metrics.jsonl"))}");

@@ -148,7 +148,9 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
                               run, [Path.Combine(run, "metrics.jsonl")]);
         arms.Add(arm);
         var plan = Plan(init, teacher, data, run, [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
-            new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps }, "genrecal");
+            new() { [1] = preset.Stage1Steps, [2] = preset.Stage2Steps, [3] = preset.Stage3Steps }, "genrecal")
+            // one teacher pass for every GenRecal arm and variant of this teacher and data
+            with { TeacherFeatureCache = Path.Combine(outDir, "cache", "teacher-features") };
         plan = plan with { Config = GenRecalVariants.Get(variantName)(plan.Config) };
         TimedArm(arm, data + "#" + variantName, Inputs(plan.Config, init, teacher, data), () => train(plan));
     }

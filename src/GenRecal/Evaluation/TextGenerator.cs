@@ -53,9 +53,7 @@ public static class TextGenerator
 
     /// <summary>The prompt's input embeddings and, for a family with its own position numbering (M-RoPE), its positions.</summary>
     static (Tensor Embeds, Tensor? Positions) Prompt(CausalLanguageModel model, Tensor ids, Tensor? mask, ImageBatch? images) =>
-        model is VisionLanguageModel vlm
-            ? (vlm.EmbedMultimodal(ids, images), vlm.PositionIds(ids, mask, images?.Grids))
-            : (model.Embed(ids), null);
+        (model.EmbedInputs(ids, images?.Pixels, images?.Grids), model.PositionIds(ids, mask, images?.Grids));
 
     /// <summary>Per row, the position the first generated token takes after the prompt's [3, B, T] positions: one past
     /// the largest (transformers' rope_deltas), the same on every axis.</summary>

@@ -28,6 +28,15 @@ public class CausalLanguageModel : nn.Module
     /// <summary>Token embeddings [B, T, hidden] for ids [B, T].</summary>
     public Tensor Embed(Tensor inputIds) => model.embed_tokens.forward(inputIds);
 
+    /// <summary>Input embeddings for ids and, for a VLM, its images (every image of the batch in order); a text model
+    /// refuses images.</summary>
+    public virtual Tensor EmbedInputs(Tensor inputIds, Tensor? pixels, IReadOnlyList<ImageGrid>? grids) =>
+        pixels is null ? Embed(inputIds) : throw new ArgumentException("images were given to a model without a vision encoder");
+
+    /// <summary>Position ids where a family numbers positions its own way (Qwen2-VL's 3-D M-RoPE positions, [3, B, T]);
+    /// null where positions follow the padding mask.</summary>
+    public virtual Tensor? PositionIds(Tensor inputIds, Tensor? attentionMask, IReadOnlyList<ImageGrid>? grids) => null;
+
     /// <summary>Last hidden states after the final norm, [B, T, hidden].</summary>
     public Tensor Body(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null) =>
         model.Forward(inputsEmbeds, attentionMask, positionIds, cache);

@@ -52,9 +52,7 @@ public abstract class VisionLanguageModel : CausalLanguageModel
     /// <summary>Projected features of every image, in order, one row per image-context token: [N, hidden].</summary>
     public abstract Tensor ImageFeatures(Tensor pixels, IReadOnlyList<ImageGrid>? grids);
 
-    /// <summary>Position ids for the LM where a family numbers image tokens its own way (Qwen2-VL's 3-D M-RoPE
-    /// positions, [3, B, T]); null where positions follow the padding mask.</summary>
-    public virtual Tensor? PositionIds(Tensor inputIds, Tensor? attentionMask, IReadOnlyList<ImageGrid>? grids) => null;
+    public override Tensor EmbedInputs(Tensor inputIds, Tensor? pixels, IReadOnlyList<ImageGrid>? grids) => EmbedMultimodal(inputIds, pixels, grids);
 
     /// <summary>
     /// Input embeddings [B, T, hidden] for ids [B, T] whose image-context tokens take the features of

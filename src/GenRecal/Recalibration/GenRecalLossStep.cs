@@ -46,53 +46,53 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
     public static Tensor Hidden(CausalLanguageModel model, ModelBatch batch) =>
         model.Body(InputEmbeds(model, batch), batch.AttentionMask, Positions(model, batch));
 
-    public static Tensor InputEmbeds(CausalLanguageModel model, ModelBatch batch) =>
-        model is VisionLanguageModel vlm ? vlm.EmbedMultimodal(batch.InputIds, batch.Pixels, batch.Grids) : model.Embed(batch.InputIds);
+    public static Tensor InputEmbeds(CausalLanguageModel model, ModelBatch batch) => model.EmbedInputs(batch.InputIds, batch.Pixels, batch.Grids);
 
     /// <summary>The family's own position ids (Qwen2-VL's M-RoPE), or null for positions from the padding mask.</summary>
-    public static Tensor? Positions(CausalLanguageModel model, ModelBatch batch) =>
-        (model as VisionLanguageModel)?.PositionIds(batch.InputIds, batch.AttentionMask, batch.Grids);
+    public static Tensor? Positions(CausalLanguageModel model, ModelBatch batch) => model.PositionIds(batch.InputIds, batch.AttentionMask, batch.Grids);
 
-    /// <summary>The loss terms for <paramref name="stage"/> (1 or 2) and their weighted sum.</summary>
-    public LossTerms Compute(ModelBatch teacherBatch, ModelBatch studentBatch, Stage stage)
+    /// <summary>
+    /// The rows of the flattened answer part [B·La] that are scored (their answer token is trained; −100 marks padding
+    /// and other turns), [N] int64, and their targets [N]: only these rows go through the teacher's head.
+    /// </summary>
+    public static (Tensor Rows, Tensor Targets) ScoredRows(ModelBatch teacherBatch, Split t)
+    {
+        using var scope = NewDisposeScope();
+        // gt_l: the answer tokens each answer position predicts
+        var gt = Segments(teacherBatch.Labels, [.. t.AnswerStarts.Select(a => a + 1)], t.AnswerLengths, DistillationLosses.IgnoreIndex).reshape(-1); // [B*La]
+        var rows = gt.ne(DistillationLosses.IgnoreIndex).nonzero().reshape(-1);                 // [N]
+        return (rows.MoveToOuterDisposeScope(), gt.index_select(0, rows).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The loss terms for <paramref name="stage"/> (1 or 2) and their weighted sum. <paramref name="teacherFeatures"/>:
+    /// the teacher's part read from a store; null runs the teacher now (<see cref="TeacherFeatures.Compute"/>).</summary>
+    public LossTerms Compute(ModelBatch teacherBatch, ModelBatch studentBatch, Stage stage, TeacherFeatures? teacherFeatures = null)
     {
         using var scope = NewDisposeScope();
         var t = SplitOf(teacherBatch);
         var s = SplitOf(studentBatch);
-        Tensor zql, zal, src, teacherLogits;
-        using (no_grad())
-        {
-            var embeds = InputEmbeds(teacher, teacherBatch);
-            var zl = teacher.Body(embeds, teacherBatch.AttentionMask, Positions(teacher, teacherBatch)); // [B, Tl, Dt]
-            zql = Segments(zl, [.. t.QuestionLengths.Select(_ => 0)], t.QuestionLengths);    // [B, Lq, Dt]
-            zal = Segments(zl, t.AnswerStarts, t.AnswerLengths);                             // [B, La, Dt]
-            src = config.Recalibrator.AnswerSource == AnswerSource.TeacherHidden ? zal : Segments(embeds, t.AnswerStarts, t.AnswerLengths);
-            teacherLogits = teacher.Head(zal);                                                // [B, La, Vt]
-        }
-        // gt_l: the answer tokens each answer position predicts (−100 on padding and non-answer turns)
-        var gt = Segments(teacherBatch.Labels, [.. t.AnswerStarts.Select(a => a + 1)], t.AnswerLengths, DistillationLosses.IgnoreIndex); // [B, La]
-        var gtFlat = gt.reshape(-1);
-        var valid = gtFlat.ne(DistillationLosses.IgnoreIndex);
-        long vt = teacherLogits.shape[2];
-        var teacherFlat = teacherLogits.reshape(-1, vt);
+        var tf = teacherFeatures ?? TeacherFeatures.Compute(teacher, teacherBatch, config.Recalibrator.AnswerSource, config.KlTemperature);
+        var (rows, targets) = ScoredRows(teacherBatch, t);                                        // [N], [N]
+        if (tf.Targets.Rows != rows.shape[0])
+            throw new ArgumentException($"the teacher's features score {tf.Targets.Rows} answer rows; the batch has {rows.shape[0]}");
 
         var zs = Hidden(student, studentBatch);                                                   // [B, Ts, Ds]
         var zqs = Segments(zs, [.. s.QuestionLengths.Select(_ => 0)], s.QuestionLengths);          // [B, Lq_s, Ds]
-        var answerIn = recalibrator.Project(src);                                                  // [B, La, Ds]
+        var answerIn = recalibrator.Project(tf.AnswerInput);                                       // [B, La, Ds]
         var r = recalibrator.Forward(zqs, s.QuestionLengths, s.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions); // [B, La, Dt]
-        var recalLogits = teacher.Head(r).reshape(-1, vt);                                         // [B*La, Vt]
-        var ceRecal = DistillationLosses.CrossEntropy(recalLogits, gtFlat);
-        var kl = DistillationLosses.ForwardKl(teacherFlat, recalLogits, valid, config.KlTemperature);
+        var recalLogits = teacher.Head(ScoredOf(r, rows));                                        // [N, Vt]
+        var ceRecal = DistillationLosses.CrossEntropy(recalLogits, targets);
+        var kl = DistillationLosses.ForwardKl(tf.Targets, recalLogits, config.KlTemperature);
         var w = config.LossWeights;
         var loss = ceRecal * w.CeRecal + kl * w.Kl;
         Tensor? regCe = null, regKl = null, ceStudent = null;
         if (stage == Stage.Alignment || config.RegularizerInStage2)
         {
             // Algorithm 2: the teacher's own question features through Proj-pre keep the bridge near the teacher's space
-            var r2 = recalibrator.Forward(recalibrator.Project(zql), t.QuestionLengths, t.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions);
-            var regLogits = teacher.Head(r2).reshape(-1, vt);                                     // [B*La, Vt]
-            regCe = DistillationLosses.CrossEntropy(regLogits, gtFlat);
-            regKl = DistillationLosses.ForwardKl(teacherFlat, regLogits, valid, config.KlTemperature);
+            var r2 = recalibrator.Forward(recalibrator.Project(tf.Question), t.QuestionLengths, t.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions);
+            var regLogits = teacher.Head(ScoredOf(r2, rows));                                     // [N, Vt]
+            regCe = DistillationLosses.CrossEntropy(regLogits, targets);
+            regKl = DistillationLosses.ForwardKl(tf.Targets, regLogits, config.KlTemperature);
             loss = loss + regCe * w.RegCe + regKl * w.RegKl;
         }
         if (stage == Stage.Distillation)
@@ -102,6 +102,9 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         }
         return new LossTerms(loss) { CeRecal = ceRecal, Kl = kl, RegCe = regCe, RegKl = regKl, CeStudent = ceStudent }.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The scored rows of answer features [B, La, D] → [N, D].</summary>
+    static Tensor ScoredOf(Tensor answer, Tensor rows) => answer.reshape(-1, answer.shape[2]).index_select(0, rows);
 
     /// <summary>
     /// The student's next-token CE over its trained tokens, with the LM head run on the rows that predict them only

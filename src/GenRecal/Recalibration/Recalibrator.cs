@@ -51,39 +51,77 @@ public sealed class Recalibrator : nn.Module
     /// <param name="answer">[B, Ta, Ds] Proj-pre of the teacher answer part</param>
     /// <param name="answerLengths">real answer length per row</param>
     /// <param name="answerPositions">[B, Ta] the answer's own (teacher) position ids (used when NPE is off)</param>
-    /// <returns>r_al [B, Ta, Dt]: recalibrated answer features aligned with the teacher's answer positions</returns>
+    /// <returns>r_al [B, Ta, Dt]: recalibrated answer features aligned with the teacher's answer positions (zero rows
+    /// past each answer's length)</returns>
+    /// <remarks>
+    /// Rows are laid out [question left-padded to the longest | answer right-padded to the longest], so every answer
+    /// starts at one column and the last block can run on the answer columns alone: only answer rows are scored, and
+    /// the question rows of the last block would cost most of it (questions are ten times longer than answers here).
+    /// That block reads the question's keys and values from a <see cref="KvCache"/> filled by <see cref="QuestionKeysValues"/>;
+    /// each real token sees the same tokens at the same positions as in one packed causal sequence, so the result is
+    /// that of running every block on every row (RecalibratorTests checks it against exactly that).
+    /// </remarks>
     public Tensor Forward(Tensor question, int[] questionLengths, Tensor questionPositions,
                           Tensor answer, int[] answerLengths, Tensor answerPositions)
     {
         using var scope = NewDisposeScope();
         int b = questionLengths.Length;
-        long d = question.shape[2], ta = answer.shape[1];
-        int total = Enumerable.Range(0, b).Max(i => questionLengths[i] + answerLengths[i]);
-        var rows = new Tensor[b];
-        var posRows = new Tensor[b];
-        var mask = zeros(b, total, ScalarType.Int64);
+        long d = question.shape[2], tq = question.shape[1], ta = answer.shape[1];
+        int qMax = questionLengths.Max(), aMax = Math.Max(1, answerLengths.Max()), total = qMax + aMax;
+        // one gather builds the layout: question rows, then answer rows, then a zero row for every padded slot
+        var source = cat([question.reshape(-1, d), answer.reshape(-1, d), zeros(1, d, dtype: question.dtype)], 0);
+        long zeroRow = source.shape[0] - 1;
+        var index = new long[b * total];
+        var mask = new long[b * total];
+        var qOwn = Config.NewPositions ? null : questionPositions.to(ScalarType.Int64).contiguous().data<long>().ToArray();
+        var aOwn = Config.NewPositions ? null : answerPositions.to(ScalarType.Int64).contiguous().data<long>().ToArray();
+        var positions = new long[b * total];
         for (int i = 0; i < b; i++)
         {
-            int q = questionLengths[i], a = answerLengths[i], pad = total - q - a;
-            rows[i] = cat([question[i].narrow(0, 0, q), answer[i].narrow(0, 0, a), zeros(pad, d, dtype: question.dtype)], 0); // [L, Ds]
-            posRows[i] = cat([questionPositions[i].narrow(0, 0, q), answerPositions[i].narrow(0, 0, a), zeros(pad, ScalarType.Int64)], 0);
-            mask[i].narrow(0, 0, q + a).fill_(1);
+            int q = questionLengths[i], a = answerLengths[i], padLeft = qMax - q;
+            for (int s = 0; s < total; s++)
+            {
+                int slot = i * total + s;
+                bool inQuestion = s >= padLeft && s < qMax, inAnswer = s >= qMax && s - qMax < a;
+                index[slot] = inQuestion ? i * tq + (s - padLeft) : inAnswer ? b * tq + i * ta + (s - qMax) : zeroRow;
+                mask[slot] = inQuestion || inAnswer ? 1 : 0;
+                // NPE: fresh positions 0..q+a-1 over the real tokens; otherwise each side's own
+                positions[slot] = inQuestion ? (qOwn is null ? s - padLeft : qOwn[i * tq + (s - padLeft)])
+                                : inAnswer ? (aOwn is null ? q + (s - qMax) : aOwn[i * ta + (s - qMax)]) : 0;
+            }
         }
-        var x = stack(rows);                                                   // [B, L, Ds]
-        var positions = Config.NewPositions
-            ? arange(0, total, ScalarType.Int64).unsqueeze(0).expand(b, total) // NPE: 0..L-1
-            : stack(posRows);                                                   // [B, L]
-        var attn = AttentionMask.Causal(b, total, 0, mask);
-        var (cos, sin) = rotary.Compute(positions);
-        for (int l = 0; l < layers.Count; l++) x = layers[l].Forward(x, cos, sin, attn, null, l);
-        var r = norm.forward(proj_post.forward(x));                             // [B, L, Dt]
-        var answerRows = new Tensor[b];
-        for (int i = 0; i < b; i++)
+        var x = source.index_select(0, tensor(index)).view(b, total, d);      // [B, Q+A, Ds]
+        var padding = tensor(mask).view(b, total);
+        var (cos, sin) = rotary.Compute(tensor(positions).view(b, total));   // [B, 1, Q+A, hd]
+        int last = layers.Count - 1;
+        if (last > 0)
         {
-            int q = questionLengths[i], a = answerLengths[i];
-            answerRows[i] = cat([r[i].narrow(0, q, a), zeros(ta - a, TeacherHidden, dtype: r.dtype)], 0); // [Ta, Dt]
+            var attn = AttentionMask.Causal(b, total, 0, padding);
+            for (int l = 0; l < last; l++) x = layers[l].Forward(x, cos, sin, attn, null, l);
         }
-        return stack(answerRows).MoveToOuterDisposeScope();                     // [B, Ta, Dt]
+        using var cache = new KvCache(layers.Count);
+        var (k, v) = QuestionKeysValues(layers[last], x.narrow(1, 0, qMax), cos.narrow(2, 0, qMax), sin.narrow(2, 0, qMax));
+        cache.Append(last, k, v);
+        var answerMask = AttentionMask.Causal(b, aMax, qMax, padding);        // [B, 1, A, Q+A]
+        var xa = layers[last].Forward(x.narrow(1, qMax, aMax), cos.narrow(2, qMax, aMax), sin.narrow(2, qMax, aMax), answerMask, cache, last);
+        var real = padding.narrow(1, qMax, aMax).unsqueeze(-1).to(xa.dtype);  // [B, A, 1]
+        var r = norm.forward(proj_post.forward(xa)) * real;                   // [B, A, Dt]
+        if (ta > aMax) r = nn.functional.pad(r, [0, 0, 0, ta - aMax]);
+        else if (ta < aMax) r = r.narrow(1, 0, ta);
+        return r.MoveToOuterDisposeScope();                                     // [B, Ta, Dt]
+    }
+
+    /// <summary>The question's keys and values [B, KvH, Q, hd] in <paramref name="layer"/>, computed as its attention
+    /// computes them (input norm, k/v projections, RoPE), without the question's outputs, which nothing reads.</summary>
+    (Tensor K, Tensor V) QuestionKeysValues(DecoderLayer layer, Tensor xq, Tensor cos, Tensor sin)
+    {
+        using var scope = NewDisposeScope();
+        long b = xq.shape[0], q = xq.shape[1];
+        int kvHeads = StudentBlock.NumKeyValueHeads, headDim = StudentBlock.HeadDim;
+        var h = layer.input_layernorm.forward(xq);
+        var k = layer.self_attn.k_proj.forward(h).view(b, q, kvHeads, headDim).transpose(1, 2);
+        var v = layer.self_attn.v_proj.forward(h).view(b, q, kvHeads, headDim).transpose(1, 2);
+        return (RotaryEmbedding.Apply(k, cos, sin).MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
     }
 
     public void Save(string dir)

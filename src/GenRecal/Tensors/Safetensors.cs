@@ -39,13 +39,13 @@ public static class Safetensors
         return ReadHeader(stream, path);
     }
 
-    static FileStream OpenForRead(string path)
+    internal static FileStream OpenForRead(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
         return File.OpenRead(path);
     }
 
-    static (List<SafetensorsEntry>, Dictionary<string, string>, long) ReadHeader(FileStream stream, string path)
+    internal static (List<SafetensorsEntry>, Dictionary<string, string>, long) ReadHeader(FileStream stream, string path)
     {
         long fileLength = stream.Length;
         if (fileLength < 8) throw Corrupt(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
@@ -148,20 +148,11 @@ public static class Safetensors
     /// <summary>Loads every tensor of the file (CPU, the file's dtypes).</summary>
     public static Dictionary<string, Tensor> Load(string path)
     {
-        using var stream = OpenForRead(path);
-        var (entries, _, dataStart) = ReadHeader(stream, path);
-        var result = new Dictionary<string, Tensor>();
-        foreach (var e in entries)
-        {
-            var bytes = new byte[e.End - e.Begin];
-            stream.Position = dataStart + e.Begin;
-            stream.ReadExactly(bytes);
-            var t = empty(e.Shape, DTypes[e.DType].Type);
-            if (bytes.Length > 0) t.bytes = bytes;
-            result[e.Name] = t;
-        }
-        return result;
+        using var reader = new SafetensorsReader(path);
+        return reader.Names.ToDictionary(n => n, reader.Read);
     }
+
+    internal static ScalarType TypeOf(string dtype) => DTypes[dtype].Type;
 
     /// <summary>Writes tensors (sorted by name, as HF does) atomically: temporary file, fsync, rename.</summary>
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
@@ -207,4 +198,52 @@ public static class Safetensors
     }
 
     static InvalidDataException Corrupt(string path, string problem) => new($"{path}: invalid safetensors file: {problem}");
+}
+
+/// <summary>
+/// An open safetensors file whose header was read and validated once, for reading single tensors by name on demand
+/// (a store read a batch at a time, where loading every file whole would hold the whole store in memory).
+/// </summary>
+public sealed class SafetensorsReader : IDisposable
+{
+    readonly FileStream stream;
+    readonly Dictionary<string, SafetensorsEntry> entries;
+    readonly long dataStart;
+
+    public SafetensorsReader(string path)
+    {
+        Path = path;
+        stream = Safetensors.OpenForRead(path);
+        try
+        {
+            var (list, metadata, start) = Safetensors.ReadHeader(stream, path);
+            entries = list.ToDictionary(e => e.Name);
+            Metadata = metadata;
+            dataStart = start;
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    public string Path { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+    public IEnumerable<string> Names => entries.Keys;
+    public bool Contains(string name) => entries.ContainsKey(name);
+
+    /// <summary>One tensor (CPU, the file's dtype); a missing name is an error naming the file.</summary>
+    public Tensor Read(string name)
+    {
+        if (!entries.TryGetValue(name, out var e)) throw new InvalidDataException($"{Path}: no tensor '{name}'");
+        var bytes = new byte[e.End - e.Begin];
+        stream.Position = dataStart + e.Begin;
+        stream.ReadExactly(bytes);
+        var t = empty(e.Shape, Safetensors.TypeOf(e.DType));
+        if (bytes.Length > 0) t.bytes = bytes;
+        return t;
+    }
+
+    public void Dispose() => stream.Dispose();
 }

@@ -29,6 +29,11 @@ public sealed record DistillationPlan
     /// <summary>Where the teacher's generated answers are cached (seqkd); default OUT/teacher-answers.jsonl. Runs that share
     /// a teacher and data may share one file.</summary>
     public string? TeacherAnswerCache { get; init; }
+    /// <summary>Where the teacher's stage 1-2 features are stored (<see cref="TeacherFeatureStore"/>); default
+    /// OUT/teacher-features. Runs that share a teacher and data may share one folder (each key gets its own subfolder).</summary>
+    public string? TeacherFeatureCache { get; init; }
+    /// <summary>False runs the frozen teacher at every GenRecal step instead of storing its features once (for comparisons).</summary>
+    public bool StoreTeacherFeatures { get; init; } = true;
 }
 
 /// <summary>
@@ -47,6 +52,10 @@ public sealed class DistillationRecipe : IDisposable
     /// <summary>One per model for the whole run: each example tokenized and each image decoded once; disposed at the end.</summary>
     Collator studentCollator = null!;
     Collator? teacherCollator;
+    /// <summary>Every example of the data file the teacher can encode (a superset of <see cref="data"/>): the teacher-feature
+    /// store is filled with these, so runs whose students accept different lines still share its shards.</summary>
+    List<ConversationExample> teacherExamples = [];
+    TeacherFeatureStore? featureStore;
     Recalibrator? recalibrator;
     readonly CheckpointStore checkpoints;
     readonly MetricsLog metrics;
@@ -90,6 +99,7 @@ public sealed class DistillationRecipe : IDisposable
             {
                 teacher = Pretrained.Load(plan.TeacherDir!);
                 ParameterGroups.Freeze(teacher.Model);
+                teacher.Model.eval(); // never trained: any dropout stays off, so stored teacher features equal recomputed ones
                 if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
             }
             data = Validated(loaded);
@@ -138,6 +148,7 @@ public sealed class DistillationRecipe : IDisposable
         foreach (var ex in loaded.Examples)
         {
             var found = models.Select(m => m.Collator.Problem(ex) is { } p ? $"{m.Role}: {p}" : null).OfType<string>().ToList();
+            if (!found.Any(f => f.StartsWith("teacher:", StringComparison.Ordinal)) && teacherCollator is not null) teacherExamples.Add(ex);
             if (found.Count == 0) usable.Add(ex);
             else problems.Add(new DataProblem(plan.DataPath, ex.LineNumber, string.Join("; ", found)));
         }
@@ -198,6 +209,9 @@ public sealed class DistillationRecipe : IDisposable
     public PretrainedModel Student => student;
     public Recalibrator? Recalibrator => recalibrator;
     public IReadOnlyList<ConversationExample> Data => data;
+    /// <summary>The run's teacher-feature store once <see cref="Run"/> has filled it; null without GenRecal stages 1-2 or
+    /// when <see cref="DistillationPlan.StoreTeacherFeatures"/> is off.</summary>
+    public TeacherFeatureStore? TeacherFeatures => featureStore;
     internal CheckpointStore Checkpoints => checkpoints;
 
     Recalibrator LoadOrCreateRecalibrator()
@@ -227,6 +241,7 @@ public sealed class DistillationRecipe : IDisposable
         }
         else if (File.Exists(metrics.Path)) File.Delete(metrics.Path);
         var completed = resumeFrom?.CompletedStages.ToList() ?? [];
+        using var store = FilledStore(completed);
         foreach (var stage in plan.Stages)
         {
             if (completed.Contains(stage)) continue;
@@ -239,6 +254,16 @@ public sealed class DistillationRecipe : IDisposable
     }
 
     int StageOrder(Stage s) => plan.Stages.ToList().IndexOf(s);
+
+    /// <summary>The teacher's features for stages 1-2, computed once before the first of them (or found from an earlier
+    /// run); null when no stage left to run needs the teacher's features or the plan turns the store off.</summary>
+    TeacherFeatureStore? FilledStore(List<Stage> completed)
+    {
+        if (!plan.StoreTeacherFeatures || !plan.Stages.Any(s => s.UsesTeacher() && !completed.Contains(s))) return null;
+        featureStore = new TeacherFeatureStore(plan.TeacherFeatureCache ?? Path.Combine(plan.OutDir, "teacher-features"), teacher!, plan.DataPath, config);
+        featureStore.Fill(teacherExamples, teacherCollator!);
+        return featureStore;
+    }
 
     void RunStage(Stage stage, int startStep, List<Stage> completed, IProgress<TrainingProgress>? progress, CancellationToken cancel)
     {
@@ -274,7 +299,7 @@ public sealed class DistillationRecipe : IDisposable
                 using var sb = studentCollator.Collate(examples);
                 using var tb = stageTeacherCollator?.Collate(examples);
                 tokens += sb.Tokens + (tb?.Tokens ?? 0);
-                var terms = lossStep is not null ? lossStep.Compute(tb!, sb, stage)
+                var terms = lossStep is not null ? lossStep.Compute(tb!, sb, stage, featureStore?.Batch(examples, tb!, config.Recalibrator.AnswerSource))
                     : logitStep is not null ? logitStep.Compute(tb!, sb)
                     : GenRecalLossStep.StudentOnly(student.Model, sb);
                 var values = terms.Named().ToDictionary(p => p.Name, p => p.Value.item<float>());

@@ -1,3 +1,4 @@
+using GenRecal.Modules;
 using GenRecal.Recalibration;
 using static TorchSharp.torch;
 
@@ -85,5 +86,51 @@ public class RecalibratorTests
         Assert.Equal(rec.Config, back.Config);
         foreach (var (name, p) in rec.named_parameters())
             Assert.Equal(p.bytes.ToArray(), back.named_parameters().First(x => x.name == name).parameter.bytes.ToArray());
+    }
+
+    /// <summary>What the Recalibrator computes, written plainly: one row at a time, question then answer as one causal
+    /// sequence through every block, every row, then Proj-post and the norm on the answer part.</summary>
+    static Tensor PlainRow(Recalibrator rec, Tensor q, Tensor qPos, Tensor a, Tensor aPos)
+    {
+        var x = cat([q, a], 0).unsqueeze(0);                                                   // [1, L, Ds]
+        long l = x.shape[1];
+        var pos = rec.Config.NewPositions ? arange(0, l, ScalarType.Int64).unsqueeze(0) : cat([qPos, aPos], 0).unsqueeze(0);
+        var (cos, sin) = new RotaryEmbedding(rec.StudentBlock.HeadDim, rec.StudentBlock.RopeTheta).Compute(pos);
+        var mask = AttentionMask.Causal(1, l, 0, null);
+        for (int i = 0; i < rec.layers.Count; i++) x = rec.layers[i].Forward(x, cos, sin, mask, null, i);
+        return rec.norm.forward(rec.proj_post.forward(x))[0].narrow(0, q.shape[0], a.shape[0]); // [La, Dt]
+    }
+
+    [Theory]
+    [InlineData(true, 2)]
+    [InlineData(false, 2)]
+    [InlineData(true, 1)]
+    public void Running_the_last_block_on_answer_rows_equals_running_every_block_on_every_row(bool npe, int layers)
+    {
+        var rec = Make(npe, layers);
+        manual_seed(12);
+        int[] qLen = [6, 2, 4], aLen = [1, 3, 2];
+        var q = randn(3, 7, 16).requires_grad_();                                            // wider than the longest question
+        var a = randn(3, 3, 16).requires_grad_();
+        var qPos = randint(0, 30, [3, 7]);
+        var aPos = randint(30, 60, [3, 3]);
+        var w = randn(3, 3, 24);
+        var batch = rec.Forward(q, qLen, qPos, a, aLen, aPos);                                 // [3, 3, 24]
+        (batch * w).sum().backward();
+        var (gq, ga) = (q.grad!.clone(), a.grad!.clone());
+        q.grad!.zero_();
+        a.grad!.zero_();
+        Tensor plainLoss = zeros(1);
+        for (int i = 0; i < 3; i++)
+        {
+            var row = PlainRow(rec, q[i].narrow(0, 0, qLen[i]), qPos[i].narrow(0, 0, qLen[i]), a[i].narrow(0, 0, aLen[i]), aPos[i].narrow(0, 0, aLen[i]));
+            Assert.True(TestSupport.MaxAbsDiff(batch[i].narrow(0, 0, aLen[i]), row) < 1e-5, $"row {i}");
+            Assert.Equal(0, batch[i].narrow(0, aLen[i], 3 - aLen[i]).abs().sum().item<float>());  // padding rows are zero
+            plainLoss = plainLoss + (row * w[i].narrow(0, 0, aLen[i])).sum();
+        }
+        plainLoss.backward();
+        Assert.True(TestSupport.MaxAbsDiff(gq, q.grad!) < 1e-5);
+        Assert.True(TestSupport.MaxAbsDiff(ga, a.grad!) < 1e-5);
+        Assert.True(q.grad!.abs().sum().item<float>() > 0);                                  // the question does reach the answer
     }
 }
