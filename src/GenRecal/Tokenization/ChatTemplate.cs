@@ -41,8 +41,12 @@ public sealed record ChatTemplate
 
     /// <summary>The special-token strings the template needs in the vocabulary.</summary>
     public IEnumerable<string> SpecialTokens() =>
+        TurnTokens().Concat(new[] { ImageContext, ImageStart, ImageEnd }.Where(s => s.Length > 0)).Distinct();
+
+    /// <summary>The special-token strings the turns need (system block, role prefixes, end of turn), images aside.</summary>
+    public IEnumerable<string> TurnTokens() =>
         new[] { SystemPrefix, UserPrefix, AssistantPrefix }.SelectMany(SpecialTokenPattern.Find)
-            .Concat(new[] { EndOfTurn, ImageContext, ImageStart, ImageEnd }.Where(s => s.Length > 0)).Distinct();
+            .Concat(new[] { EndOfTurn }.Where(s => s.Length > 0)).Distinct();
 
     /// <summary>The text that stands for one image of <paramref name="contextTokens"/> feature positions.</summary>
     public string ImageBlock(int contextTokens) =>

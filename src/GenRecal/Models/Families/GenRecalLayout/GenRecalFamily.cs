@@ -85,7 +85,12 @@ internal sealed class GenRecalFamily : ModelFamily
             ?? throw new InvalidDataException($"{path}: the chat_template is not one the project can reproduce" +
                 (HfChatTemplates.KnownUnsupported(jinja) is { } why ? $" ({why})" : "") +
                 $"; known: {string.Join("; ", HfChatTemplates.Names)}");
-        return TokenizerWith(tok, dir, template, $"{path}'s chat_template ({HfChatTemplates.Name(jinja)})");
+        // a text checkpoint's tokenizer: the turns' tokens must be there (images use the project's own file)
+        var missing = template.TurnTokens().Where(t => !tok.SpecialTokens.ContainsKey(t)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, " +
+                $"which {path}'s chat_template ({HfChatTemplates.Name(jinja)}) writes");
+        return tok.WithTemplate(template);
     }
 
     public override int ImageTokens(int width, int height, ModelConfig config) => config.Vision?.NumImageTokens ?? 0;
