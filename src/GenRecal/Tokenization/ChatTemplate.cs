@@ -24,6 +24,9 @@ public sealed record ChatTemplate
     /// <summary>What follows an image block put before a question that has no placeholder ("\n" for InternVL's chat(),
     /// nothing for Qwen2-VL's chat template).</summary>
     public string ImageSeparator { get; init; } = "\n";
+    /// <summary>Whether a user turn's text is trimmed of surrounding whitespace (LLaMA-3's templates write
+    /// <c>message['content'] | trim</c>). Assistant answers are always trimmed by <see cref="ChatEncoder"/>.</summary>
+    public bool TrimUser { get; init; }
 
     public static ChatTemplate ChatML { get; } = new();
 
@@ -38,8 +41,12 @@ public sealed record ChatTemplate
 
     /// <summary>The special-token strings the template needs in the vocabulary.</summary>
     public IEnumerable<string> SpecialTokens() =>
+        TurnTokens().Concat(new[] { ImageContext, ImageStart, ImageEnd }.Where(s => s.Length > 0)).Distinct();
+
+    /// <summary>The special-token strings the turns need (system block, role prefixes, end of turn), images aside.</summary>
+    public IEnumerable<string> TurnTokens() =>
         new[] { SystemPrefix, UserPrefix, AssistantPrefix }.SelectMany(SpecialTokenPattern.Find)
-            .Concat(new[] { EndOfTurn, ImageContext, ImageStart, ImageEnd }.Where(s => s.Length > 0)).Distinct();
+            .Concat(new[] { EndOfTurn }.Where(s => s.Length > 0)).Distinct();
 
     /// <summary>The text that stands for one image of <paramref name="contextTokens"/> feature positions.</summary>
     public string ImageBlock(int contextTokens) =>
@@ -55,7 +62,7 @@ public sealed record ChatTemplate
         return content[..at] + ImageBlock(contextTokens) + content[(at + ImagePlaceholder.Length)..];
     }
 
-    public string FormatUser(string content) => UserPrefix + content + EndOfTurn + TurnSeparator;
+    public string FormatUser(string content) => UserPrefix + (TrimUser ? content.Trim() : content) + EndOfTurn + TurnSeparator;
     public string FormatAssistantStart() => AssistantPrefix;
     public string FormatAssistantEnd() => EndOfTurn + TurnSeparator;
 
@@ -65,6 +72,7 @@ public sealed record ChatTemplate
         ["user_prefix"] = UserPrefix, ["assistant_prefix"] = AssistantPrefix, ["end_of_turn"] = EndOfTurn,
         ["turn_separator"] = TurnSeparator, ["image_placeholder"] = ImagePlaceholder,
         ["image_context"] = ImageContext, ["image_start"] = ImageStart, ["image_end"] = ImageEnd, ["image_separator"] = ImageSeparator,
+        ["trim_user"] = TrimUser,
     };
 
     public static ChatTemplate FromJson(JsonObject? j) => j is null ? ChatML : new ChatTemplate
@@ -80,6 +88,7 @@ public sealed record ChatTemplate
         ImageStart = j["image_start"]?.GetValue<string>() ?? ChatML.ImageStart,
         ImageEnd = j["image_end"]?.GetValue<string>() ?? ChatML.ImageEnd,
         ImageSeparator = j["image_separator"]?.GetValue<string>() ?? ChatML.ImageSeparator,
+        TrimUser = j["trim_user"]?.GetValue<bool>() ?? false,
     };
 }
 

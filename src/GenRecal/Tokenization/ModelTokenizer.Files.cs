@@ -185,7 +185,10 @@ public sealed partial class ModelTokenizer
             if (!mine.SequenceEqual(theirs))
                 throw new InvalidDataException($"{path}: special_tokens differ from the special tokens of {baseName} ({string.Join(", ", theirs)})");
         }
-        var tok = new ModelTokenizer(baseName, plain.mlTokenizer, plain.hf, baseSize, map, specials, template, plain.HfJson, plain.sentencePieceModel, names);
+        var tok = new ModelTokenizer(baseName, plain.mlTokenizer, plain.hf, baseSize, map, specials, template, plain.HfJson, plain.sentencePieceModel, names)
+        {
+            TemplateSaved = true,
+        };
         int declared = own["vocab_size"]?.GetValue<int>() ?? tok.VocabSize;
         if (declared != tok.VocabSize)
             throw new InvalidDataException($"{path}: vocab_size {declared} does not match the tokenizer files ({tok.VocabSize} ids)");

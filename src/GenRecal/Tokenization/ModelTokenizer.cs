@@ -66,8 +66,13 @@ public sealed partial class ModelTokenizer
     /// <summary>Ids of ordinary (non-added) tokens: 0 .. this − 1.</summary>
     public int OrdinaryVocabSize => compactToBase?.Length ?? BaseVocabSize;
 
-    /// <summary>GenRecal's chat layout: the saved record, or ChatML for plain HF files (see <see cref="HfChatTemplate"/>).</summary>
+    /// <summary>GenRecal's chat layout: the saved record, or ChatML for plain HF files (see <see cref="HfChatTemplate"/>;
+    /// a family's LoadTokenizer sets the template its checkpoints use).</summary>
     public ChatTemplate Template { get; }
+
+    /// <summary>True when <see cref="Template"/> is the record saved in GenRecal's own file (genrecal_tokenizer.json, or
+    /// the tokenizer_config.json of directories saved before it), not ChatML put on plain HF files.</summary>
+    public bool TemplateSaved { get; private init; }
     public IReadOnlyDictionary<string, int> SpecialTokens => specialIds;
     internal string? HfJson { get; }
 

@@ -61,9 +61,13 @@ public abstract class ModelFamily
 
     /// <summary>The directory's tokenizer laid out with <paramref name="template"/>; refused, naming what is missing, when
     /// the tokenizer lacks a token the template writes.</summary>
-    protected static ModelTokenizer TokenizerWith(string dir, ChatTemplate template, string templateName)
+    protected static ModelTokenizer TokenizerWith(string dir, ChatTemplate template, string templateName) =>
+        TokenizerWith(ModelTokenizer.Load(dir), dir, template, templateName);
+
+    /// <summary><paramref name="loaded"/> (read from <paramref name="dir"/>) laid out with <paramref name="template"/>, checked as above.</summary>
+    protected static ModelTokenizer TokenizerWith(ModelTokenizer loaded, string dir, ChatTemplate template, string templateName)
     {
-        var tok = ModelTokenizer.Load(dir).WithTemplate(template);
+        var tok = loaded.WithTemplate(template);
         var missing = template.SpecialTokens().Where(t => !tok.SpecialTokens.ContainsKey(t)).ToList();
         if (missing.Count > 0)
             throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, which {templateName} needs");

@@ -59,7 +59,39 @@ internal sealed class GenRecalFamily : ModelFamily
 
     public override string CheckpointKey(string parameterName) => parameterName;
 
-    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config) => ModelTokenizer.Load(dir);
+    const string ChatTemplateFile = "chat_template.jinja";
+
+    public override IReadOnlyList<string> CompanionFiles => ["generation_config.json", ChatTemplateFile];
+
+    /// <summary>
+    /// The directory's tokenizer with the chat layout its checkpoint was trained with. GenRecal's own
+    /// genrecal_tokenizer.json keeps the template it saved. Plain HF files: a tokenizer_config.json chat_template that
+    /// <see cref="HfChatTemplates"/> recognises (or chat_template.jinja's, which newer transformers saves instead) gives
+    /// that layout (Qwen2 / Qwen2.5 / LLaMA-3 / LLaMA-3.1 Instruct, ChatML); no chat_template at all keeps ChatML,
+    /// since a base model has no chat format of its own and ChatML is the layout GenRecal trains its students with;
+    /// any other template is refused, naming the file and the templates the project reproduces, rather than laying
+    /// out prompts the model was not trained on.
+    /// </summary>
+    public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config)
+    {
+        var tok = ModelTokenizer.Load(dir);
+        if (tok.TemplateSaved) return tok;
+        // transformers 4.43+ may save the template as chat_template.jinja instead, which wins when both exist
+        var path = Path.Combine(dir, ChatTemplateFile);
+        string? jinja = File.Exists(path) ? File.ReadAllText(path) : tok.HfChatTemplate;
+        if (jinja is null) return tok;
+        if (!File.Exists(path)) path = Path.Combine(dir, ModelTokenizer.HfConfigFileName);
+        var template = HfChatTemplates.Recognise(jinja, tok.BosToken)
+            ?? throw new InvalidDataException($"{path}: the chat_template is not one the project can reproduce" +
+                (HfChatTemplates.KnownUnsupported(jinja) is { } why ? $" ({why})" : "") +
+                $"; known: {string.Join("; ", HfChatTemplates.Names)}");
+        // a text checkpoint's tokenizer: the turns' tokens must be there (images use the project's own file)
+        var missing = template.TurnTokens().Where(t => !tok.SpecialTokens.ContainsKey(t)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{dir}: the tokenizer has no added token {string.Join(", ", missing.Select(m => $"'{m}'"))}, " +
+                $"which {path}'s chat_template ({HfChatTemplates.Name(jinja)}) writes");
+        return tok.WithTemplate(template);
+    }
 
     public override int ImageTokens(int width, int height, ModelConfig config) => config.Vision?.NumImageTokens ?? 0;
 
