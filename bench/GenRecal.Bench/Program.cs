@@ -6,8 +6,13 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
-//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race]
+//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race | models [options]]
 TorchRuntime.EnsureLoaded();
+if (args is ["models", ..])
+{
+    GenRecal.Bench.ModelBench.Run(args[1..]);
+    return;
+}
 if (args is ["scalar-race", ..])
 {
     ScalarRace(args.Length > 1 ? long.Parse(args[1]) << 20 : GenRecal.Runtime.NoGcRegion.DefaultBudget);
