@@ -51,6 +51,7 @@ static class ModelBench
         public string Python = "/usr/bin/python3";
         public string Blas = Environment.GetEnvironmentVariable("GENRECAL_BENCH_BLAS") ?? "/opt/openblas-bench/root/usr/lib/x86_64-linux-gnu/openblas-pthread";
         public bool Sections;
+        public bool Shapes;
     }
 
     sealed record Sample(double Fwd, double Train);
@@ -72,6 +73,17 @@ static class ModelBench
         Console.WriteLine($"models bench {DateTime.Now:yyyy-MM-dd HH:mm} | load {Load()} | cores {Environment.ProcessorCount} | LibTorch threads {string.Join(",", o.Threads)} | repeats {o.Repeats}");
         Console.WriteLine("FLOPs: every matmul counted (linear layers, LM head, q.k^T and p.v over all T keys); train step = 3 x forward");
         var rows = new List<Row>();
+        if (o.Shapes)
+        {
+            foreach (int threads in o.Threads)
+            foreach (var size in Sizes.Where(s => o.Sizes.Contains(s.Name)))
+            {
+                set_num_threads(threads);
+                Console.WriteLine($"\n== matmul shapes of {size.Name}, {threads} thread(s) ==");
+                ShapeTable(size);
+            }
+            return;
+        }
         foreach (int threads in o.Threads)
         foreach (var size in Sizes.Where(s => o.Sizes.Contains(s.Name)))
         {
@@ -130,7 +142,8 @@ static class ModelBench
                 case "--python": o.Python = Next(); break;
                 case "--blas": o.Blas = Next(); break;
                 case "--sections": o.Sections = true; break;
-                default: throw new ArgumentException($"unknown option {args[i]} (--threads 1,2 --sizes teacher,student,124m --dtypes fp32,bf16 --repeats N --steps N --no-pytorch --python PATH --blas DIR --sections)");
+                case "--shapes": o.Shapes = true; break;
+                default: throw new ArgumentException($"unknown option {args[i]} (--threads 1,2 --sizes teacher,student,124m --dtypes fp32,bf16 --repeats N --steps N --no-pytorch --python PATH --blas DIR --sections --shapes)");
             }
         }
         foreach (var s in o.Sizes) if (!Sizes.Any(z => z.Name == s)) throw new ArgumentException($"unknown size {s}");
@@ -385,6 +398,49 @@ static class ModelBench
         opt.Dispose();
         foreach (var (name, ms) in results) Console.WriteLine($"    {name,-34} {ms,10:F2}");
         Console.WriteLine($"    backward alone ≈ {results[^2].Ms - fwdLoss:F2} ms");
+    }
+
+    /// <summary>GFLOP/s of each forward matmul shape, fp32 and bf16 (bench/pytorch/shapes.py prints PyTorch's).</summary>
+    static void ShapeTable(Size s)
+    {
+        var c = s.Text;
+        long bt = s.Batch * s.Seq, h = c.HiddenSize, q = c.NumAttentionHeads * c.HeadDim, kv = c.NumKeyValueHeads * c.HeadDim;
+        var linears = new (string Name, long In, long Out)[]
+        {
+            ("q_proj", h, q), ("k_proj", h, kv), ("o_proj", q, h), ("gate/up", h, c.IntermediateSize), ("down", c.IntermediateSize, h), ("lm_head", h, c.VocabSize),
+        };
+        using var region = new NoGcRegion();
+        foreach (var t in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            void Bench(string name, Func<Tensor> f, double flops)
+            {
+                using (NewDisposeScope()) f();
+                double best = 0;
+                for (int i = 0; i < 3; i++)
+                {
+                    region.Boundary();
+                    var sw = Stopwatch.StartNew();
+                    using (NewDisposeScope()) f();
+                    best = Math.Max(best, flops / sw.Elapsed.TotalSeconds / 1e9);
+                }
+                Console.WriteLine($"{(t == ScalarType.Float32 ? "float32" : "bfloat16"),-9} {name,-26} {best,7:F1} GFLOP/s");
+            }
+            using var scope = NewDisposeScope();
+            var sq = randn(2048, 2048).to(t);
+            Bench("square 2048", () => sq.matmul(sq), 2.0 * Math.Pow(2048, 3));
+            foreach (var (name, i, o) in linears)
+            {
+                var x = randn(bt, i).to(t);
+                var w = randn(o, i).to(t);
+                Bench($"{name} {bt}x{i}x{o}", () => nn.functional.linear(x, w), 2.0 * bt * i * o);
+            }
+            long bh = s.Batch * c.NumAttentionHeads;
+            var qs = randn(bh, s.Seq, c.HeadDim).to(t);
+            var kt = randn(bh, c.HeadDim, s.Seq).to(t);
+            var pr = randn(bh, s.Seq, s.Seq).to(t);
+            Bench($"q.k^T {bh}x{s.Seq}x{c.HeadDim}x{s.Seq}", () => qs.matmul(kt), 2.0 * bh * s.Seq * s.Seq * c.HeadDim);
+            Bench($"p.v {bh}x{s.Seq}x{s.Seq}x{c.HeadDim}", () => pr.matmul(qs), 2.0 * bh * s.Seq * s.Seq * c.HeadDim);
+        }
     }
 
     static string Table(List<Row> rows)
