@@ -119,9 +119,11 @@ static class ModelBench
                 Console.WriteLine(line);
             }
             foreach (var (_, ours, theirs, _) in runs) { ours.Dispose(); theirs?.Dispose(); }
+            Console.WriteLine($"load now: {Load()}");
+            Console.WriteLine(Table(rows.Where(r => r.Size == size.Name && r.Threads == threads).ToList()));
             if (o.Sections) foreach (var dtype in o.Dtypes) Sections(size, dtype);
         }
-        Console.WriteLine($"\nload at the end: {Load()}");
+        Console.WriteLine($"\nall sizes; load at the end: {Load()}");
         Console.WriteLine(Table(rows));
     }
 
@@ -432,7 +434,10 @@ static class ModelBench
             {
                 var x = randn(bt, i).to(t);
                 var w = randn(o, i).to(t);
+                var g = randn(bt, o).to(t);
                 Bench($"{name} {bt}x{i}x{o}", () => nn.functional.linear(x, w), 2.0 * bt * i * o);
+                Bench("  grad x = g.W", () => g.matmul(w), 2.0 * bt * i * o);
+                Bench("  grad W = g^T.x", () => g.t().matmul(x), 2.0 * bt * i * o);
             }
             long bh = s.Batch * c.NumAttentionHeads;
             var qs = randn(bh, s.Seq, c.HeadDim).to(t);

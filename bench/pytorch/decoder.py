@@ -4,7 +4,7 @@
 Same architecture, op for op, as the C# model: token embedding, pre-norm decoder layers (RMSNorm computed in float32
 and cast back; rotary embedding with cos/sin computed in float32 and cast to the activations' dtype, rotate_half
 layout; grouped-query attention with optional q/k/v bias, K/V repeated with repeat_interleave, eager attention
-q @ k^T / sqrt(d) + an additive float32 mask (float32 min where blocked), softmax in float32 and cast back to q's
+q @ k^T / sqrt(d) + an additive mask in the activations' dtype (its minimum where blocked), softmax in float32 and cast back to q's
 dtype; SwiGLU MLP down(silu(gate(x)) * up(x)) without biases), final RMSNorm, LM head (tied to the embedding or not).
 The training step is the C# bench's: zero_grad, logits, cross-entropy over every position, backward, AdamW step.
 
@@ -65,11 +65,14 @@ def apply_rotary(x, cos, sin):
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
-def causal_mask(batch, t):
+def causal_mask(batch, t, dtype):
+    """In the activations' dtype with that dtype's minimum where blocked, as transformers (and, since this bench's
+    commit, src/GenRecal/Modules/AttentionMask.cs) build it; --fp32-mask gives the earlier float32 mask, which turns
+    bf16 scores into float32 ones."""
     qi = torch.arange(t).view(t, 1)
     kj = torch.arange(t).view(1, t)
     allowed = kj.le(qi).view(1, 1, t, t).expand(batch, 1, t, t)
-    return torch.zeros(batch, 1, t, t).masked_fill(allowed.logical_not(), torch.finfo(torch.float32).min)
+    return torch.zeros(batch, 1, t, t, dtype=dtype).masked_fill(allowed.logical_not(), torch.finfo(dtype).min)
 
 
 class Attention(nn.Module):
@@ -137,7 +140,7 @@ class CausalLM(nn.Module):
         h = self.embed_tokens(ids)
         positions = torch.arange(t).unsqueeze(0).expand(b, t)
         cos, sin = rotary(positions, self.c["head_dim"], self.c["theta"], h.dtype)
-        mask = causal_mask(b, t)
+        mask = causal_mask(b, t, torch.float32 if self.c.get("fp32_mask") else h.dtype)
         for layer in self.layers:
             h = layer(h, cos, sin, mask)
         h = self.norm(h)
@@ -179,6 +182,7 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=3, help="timed training steps (forward passes: the same count)")
     p.add_argument("--skip-forward", action="store_true")
+    p.add_argument("--fp32-mask", action="store_true", help="the float32 mask of GenRecal.NET before the bf16 mask")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--serve", action="store_true",
                    help="warm up, print a JSON line, then measure once per 'run' line on stdin (the C# bench's A/B)")
@@ -188,6 +192,7 @@ def main():
         v = getattr(a, key, None)
         if v is not None:
             c[key] = bool(v) if key in ("bias", "tied") else v
+    c["fp32_mask"] = a.fp32_mask
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = CausalLM(c)

@@ -39,8 +39,10 @@ def main():
         s = torch.randn(n, n, dtype=dtype)
         bench(f"square {n}", lambda: s @ s, 2 * n ** 3)
         for name, m, k, o in shapes(c):
-            x, w = torch.randn(m, k, dtype=dtype), torch.randn(o, k, dtype=dtype)
+            x, w, g = torch.randn(m, k, dtype=dtype), torch.randn(o, k, dtype=dtype), torch.randn(m, o, dtype=dtype)
             bench(f"{name} {m}x{k}x{o}", lambda: F.linear(x, w), 2 * m * k * o)
+            bench(f"  grad x = g.W", lambda: g.matmul(w), 2 * m * k * o)
+            bench(f"  grad W = g^T.x", lambda: g.t().matmul(x), 2 * m * k * o)
         bh, t, d = c["batch"] * c["heads"], c["seq"], c["head_dim"]
         q, kt, pr = torch.randn(bh, t, d, dtype=dtype), torch.randn(bh, d, t, dtype=dtype), torch.randn(bh, t, t, dtype=dtype)
         bench(f"q.k^T {bh}x{t}x{d}x{t}", lambda: q @ kt, 2 * bh * t * t * d)
