@@ -361,7 +361,7 @@ static class ModelBench
         using (no_grad())
         {
             var x = model.Embed(ids);
-            var mask = Modules.AttentionMask.Causal(b, T, 0, null);
+            var mask = Modules.AttentionMask.Causal(b, T, 0, null, dtype: t);
             var pos = Modules.AttentionMask.Positions(b, T, 0, null);
             var rot = new Modules.RotaryEmbedding(c.HeadDim, c.RopeTheta);
             var (cos, sin) = rot.Compute(pos, t);
