@@ -166,7 +166,7 @@ static class ModelBench
     static double Mfu(Row row, double tokPerS, int passes, double peakGflops) => tokPerS * passes * row.FlopsPerToken / (peakGflops * 1e9);
 
     /// <summary>GFLOP/s of a 2048² fp32 matmul, of the same in bf16, and of one forward's matmul shapes (one layer's
-    /// linears, attention's two batched matmuls, the LM head) in the run's dtype; best of 3.</summary>
+    /// linears and attention's two batched matmuls, counted once per layer, and the LM head) in the run's dtype; best of 3.</summary>
     static (double F32, double Bf16, double Shapes) Peaks(Size s, string dtype)
     {
         using var region = new NoGcRegion();
@@ -196,7 +196,10 @@ static class ModelBench
             var qs = randn(bh, s.Seq, c.HeadDim).to(t);
             var ks = randn(bh, c.HeadDim, s.Seq).to(t);
             var ps = randn(bh, s.Seq, s.Seq).to(t);
-            double flops = linears.Sum(l => 2.0 * bt * l.In * l.Out) + 2 * 2.0 * bh * s.Seq * s.Seq * c.HeadDim;
+            // one layer's matmuls (timed once, counted num_hidden_layers times) and the LM head's, weighted as in the model
+            int L = c.NumHiddenLayers;
+            double layerFlops = linears.SkipLast(1).Sum(l => 2.0 * bt * l.In * l.Out) + 2 * 2.0 * bh * s.Seq * s.Seq * c.HeadDim;
+            double headFlops = 2.0 * bt * c.HiddenSize * c.VocabSize;
             double best = 0;
             for (int i = 0; i < 4; i++)
             {
@@ -204,10 +207,14 @@ static class ModelBench
                 var sw = Stopwatch.StartNew();
                 using (NewDisposeScope())
                 {
-                    foreach (var (x, w) in inputs) nn.functional.linear(x, w);
+                    foreach (var (x, w) in inputs.SkipLast(1)) nn.functional.linear(x, w);
                     qs.matmul(ks); ps.matmul(qs);
                 }
-                if (i > 0) best = Math.Max(best, flops / sw.Elapsed.TotalSeconds / 1e9);
+                double layer = sw.Elapsed.TotalSeconds;
+                sw.Restart();
+                using (NewDisposeScope()) nn.functional.linear(inputs[^1].X, inputs[^1].W);
+                double head = sw.Elapsed.TotalSeconds;
+                if (i > 0) best = Math.Max(best, (L * layerFlops + headFlops) / (L * layer + head) / 1e9);
             }
             return best;
         }
@@ -388,6 +395,7 @@ static class ModelBench
             Time("LM head", () => model.Head(hidden), reps);
             var logits = model.Head(hidden);
             Time("cross-entropy", () => nn.functional.cross_entropy(logits.view(-1, c.VocabSize), targets.view(-1)), reps);
+            Time("body (embed, layers, final norm)", () => model.Body(model.Embed(ids)), reps);
             Time("whole forward", () => model.Logits(ids), reps);
         }
         var opt = optim.AdamW(model.parameters(), 1e-4);
@@ -438,6 +446,13 @@ static class ModelBench
                 Bench($"{name} {bt}x{i}x{o}", () => nn.functional.linear(x, w), 2.0 * bt * i * o);
                 Bench("  grad x = g.W", () => g.matmul(w), 2.0 * bt * i * o);
                 Bench("  grad W = g^T.x", () => g.t().matmul(x), 2.0 * bt * i * o);
+                if (name == "q_proj")
+                {
+                    var bias = randn(o).to(t);
+                    var x3 = x.view(s.Batch, s.Seq, i);
+                    Bench("  with bias", () => nn.functional.linear(x, w, bias), 2.0 * bt * i * o);
+                    Bench("  with bias, [B, T, in] input", () => nn.functional.linear(x3, w, bias), 2.0 * bt * i * o);
+                }
             }
             long bh = s.Batch * c.NumAttentionHeads;
             var qs = randn(bh, s.Seq, c.HeadDim).to(t);

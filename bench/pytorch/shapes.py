@@ -43,6 +43,10 @@ def main():
             bench(f"{name} {m}x{k}x{o}", lambda: F.linear(x, w), 2 * m * k * o)
             bench(f"  grad x = g.W", lambda: g.matmul(w), 2 * m * k * o)
             bench(f"  grad W = g^T.x", lambda: g.t().matmul(x), 2 * m * k * o)
+            if name == "q_proj":
+                bias, x3 = torch.randn(o, dtype=dtype), x.view(c["batch"], c["seq"], k)
+                bench("  with bias", lambda: F.linear(x, w, bias), 2 * m * k * o)
+                bench("  with bias, [B, T, in] input", lambda: F.linear(x3, w, bias), 2 * m * k * o)
         bh, t, d = c["batch"] * c["heads"], c["seq"], c["head_dim"]
         q, kt, pr = torch.randn(bh, t, d, dtype=dtype), torch.randn(bh, d, t, dtype=dtype), torch.randn(bh, t, t, dtype=dtype)
         bench(f"q.k^T {bh}x{t}x{d}x{t}", lambda: q @ kt, 2 * bh * t * t * d)
