@@ -49,7 +49,7 @@ static class ModelBench
         public int? Steps;
         public bool PyTorch = true;
         public string Python = "/usr/bin/python3";
-        public string Blas = Environment.GetEnvironmentVariable("GENRECAL_BENCH_BLAS") ?? "/opt/openblas-bench/root/usr/lib/x86_64-linux-gnu/openblas-pthread";
+        public string Blas = Environment.GetEnvironmentVariable("GENRECAL_BENCH_BLAS") ?? "/opt/openblas-bench/root/usr/lib/x86_64-linux-gnu/openblas-openmp";
         public bool Sections;
         public bool Shapes;
     }

@@ -9,7 +9,7 @@ dtype; SwiGLU MLP down(silu(gate(x)) * up(x)) without biases), final RMSNorm, LM
 The training step is the C# bench's: zero_grad, logits, cross-entropy over every position, backward, AdamW step.
 
 Run with Debian's python3-torch (1.13), /usr/bin/python3, and OpenBLAS for its BLAS (bench/README.md):
-  LD_LIBRARY_PATH=/opt/openblas-bench/root/usr/lib/x86_64-linux-gnu/openblas-pthread \
+  LD_LIBRARY_PATH=/opt/openblas-bench/root/usr/lib/x86_64-linux-gnu/openblas-openmp \
   /usr/bin/python3 bench/pytorch/decoder.py --preset 124m --threads 2 --dtype fp32
 Prints one JSON line (tokens/s of the forward and of the training step, the FLOP count used, threads, BLAS).
 --profile prints torch.autograd.profiler's per-op table of one training step instead.
@@ -164,7 +164,8 @@ def blas_name():
     try:
         with open(f"/proc/{os.getpid()}/maps") as f:
             libs = {line.split()[-1] for line in f if ".so" in line}
-        return ",".join(sorted(os.path.basename(l) for l in libs if "blas" in l.lower())) or "none"
+        # the directory too: Debian names the pthread and the OpenMP builds' library alike (libopenblasp-r0.3.21.so)
+        return ",".join(sorted("/".join(l.split("/")[-2:]) for l in libs if "openblas" in l.lower() or "libblas" in l)) or "none"
     except OSError:
         return "?"
 
