@@ -7,7 +7,13 @@ using static TorchSharp.torch;
 
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
 //   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples]] [--threads N]
+//   dotnet run -c Release --project bench/GenRecal.Bench models [options]   (bench/README.md: against PyTorch, MFU, bf16)
 TorchRuntime.EnsureLoaded();
+if (args is ["models", ..])
+{
+    GenRecal.Bench.ModelBench.Run(args[1..]); // its own --threads list
+    return;
+}
 if (Array.IndexOf(args, "--threads") is var ti and >= 0)
 {
     set_num_threads(int.Parse(args[ti + 1]));

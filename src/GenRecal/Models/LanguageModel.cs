@@ -39,7 +39,7 @@ public sealed class LanguageModel : nn.Module
         if (Config.DynamicRope && past + t > Config.MaxPositionEmbeddings)
             throw new ArgumentException($"{past + t} positions exceed max_position_embeddings {Config.MaxPositionEmbeddings}, beyond which dynamic rope scaling (not implemented) would change the rotary frequencies");
         positionIds ??= AttentionMask.Positions(b, t, past, attentionMask);
-        var mask = AttentionMask.Causal(b, t, past, attentionMask);
+        var mask = AttentionMask.Causal(b, t, past, attentionMask, dtype: inputsEmbeds.dtype);
         var (cos, sin) = rotary.Compute(positionIds, inputsEmbeds.dtype);
         var h = inputsEmbeds;
         for (int i = 0; i < layers.Count; i++) h = layers[i].Forward(h, cos, sin, mask, cache, i);

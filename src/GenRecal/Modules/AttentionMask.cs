@@ -9,8 +9,10 @@ public static class AttentionMask
     /// Causal + padding mask [B, 1, T, S] for T new queries after <paramref name="past"/> cached tokens.
     /// <paramref name="padding"/> is [B, S] with 1 for real tokens and 0 for padding (HF convention), or null.
     /// Blocked entries get the dtype's minimum (as transformers does) so fully padded rows stay finite.
+    /// <paramref name="dtype"/> is the attention scores' type (the activations'): transformers builds the mask in it, and
+    /// a float32 mask added to bf16 scores would promote the whole [B, H, T, S] score tensor to float32.
     /// </summary>
-    public static Tensor Causal(long batch, long queries, long past, Tensor? padding, bool causal = true)
+    public static Tensor Causal(long batch, long queries, long past, Tensor? padding, bool causal = true, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
         long keys = past + queries;
@@ -19,7 +21,9 @@ public static class AttentionMask
         var allowed = causal ? kj.le(qi) : ones(queries, keys, ScalarType.Bool);
         var mask = allowed.view(1, 1, queries, keys).expand(batch, 1, queries, keys);        // [B, 1, T, S]
         if (padding is not null) mask = mask.logical_and(padding.to(ScalarType.Bool).view(batch, 1, 1, keys));
-        var additive = zeros(batch, 1, queries, keys).masked_fill(mask.logical_not(), float.MinValue);
+        var additive = dtype == ScalarType.Float32
+            ? zeros(batch, 1, queries, keys).masked_fill(mask.logical_not(), float.MinValue)
+            : zeros(batch, 1, queries, keys, dtype).masked_fill(mask.logical_not(), finfo(dtype).min);
         return additive.MoveToOuterDisposeScope();
     }
 
