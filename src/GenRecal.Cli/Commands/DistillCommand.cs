@@ -17,15 +17,21 @@ public static class DistillCommand
         var method = new Option<string?>("--method") { Description = $"how the student learns: {string.Join(", ", MethodNames)} (default: the config's method, genrecal)" };
         var stages = new Option<string?>("--stages") { Description = "comma-separated stages: 1,2,3 (genrecal; default all) or sft (the other methods' one stage)" };
         var steps = new Option<int?>("--steps") { Description = "optimizer steps per stage (overrides the config)" };
+        var dtype = new Option<string?>("--dtype") { Description = "fp32, or bf16 (bf16 compute, float32 master weights; student-only stages: sft, seqkd, 3)" };
         var batch = new Option<int?>("--batch-size") { Description = "examples per micro-batch (overrides the config)" };
         var config = new Option<string?>("--config") { Description = "training config JSON (see docs/ARCHITECTURE.md)" };
         var resume = new Option<bool>("--resume") { Description = "continue from OUT/checkpoints" };
         var allowBad = new Option<bool>("--allow-bad-lines") { Description = "skip unusable data lines (they are still reported)" };
         var features = new Option<string?>("--teacher-features") { Description = "folder of the teacher's stored stage 1-2 features (default OUT/teacher-features); runs sharing a teacher and data may share one" };
-        var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, method, stages, steps, batch, config, resume, allowBad, features };
+        var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, method, stages, steps, batch, config, resume, allowBad, features, dtype };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var c = Configure(r.GetValue(config), r.GetValue(steps), r.GetValue(batch), r.GetValue(method));
+            if (r.GetValue(dtype) is { } d)
+            {
+                c = c with { Dtype = d };
+                c.Validate("--dtype");
+            }
             var plan = new DistillationPlan
             {
                 TeacherDir = r.GetValue(teacher), StudentDir = r.GetValue(student)!, DataPath = r.GetValue(data)!, OutDir = r.GetValue(output)!,

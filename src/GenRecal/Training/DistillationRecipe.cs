@@ -103,6 +103,9 @@ public sealed class DistillationRecipe : IDisposable
                 if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
             }
             data = Validated(loaded);
+            if (config.Dtype == MixedPrecision.Bf16 && (plan.Stages.Any(s => s.UsesTeacher()) || method.ScoresWithTeacher()))
+                throw new ArgumentException($"dtype bf16 is implemented for the stages that run the student alone (sft, seqkd, stage 3); " +
+                    $"{(method.ScoresWithTeacher() ? $"method '{method.Name()}'" : "stages 1-2")} run in fp32");
             if (teacher is not null)
             {
                 if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
@@ -268,10 +271,14 @@ public sealed class DistillationRecipe : IDisposable
     void RunStage(Stage stage, int startStep, List<Stage> completed, IProgress<TrainingProgress>? progress, CancellationToken cancel)
     {
         int total = stage == Stage.Sft ? config.StepsFor(3) : config.StepsFor((int)stage);
+        bool bf16 = config.Dtype == MixedPrecision.Bf16;
+        if (bf16) student.Model.to(ScalarType.BFloat16); // before the groups: a cast replaces the weight tensors
         var trainable = ParameterGroups.Configure(stage, student.Model, stage.UsesTeacher() ? recalibrator : null, teacher?.Model, config);
         student.Model.train();
         recalibrator?.train();
-        var optimizer = optim.AdamW(trainable, config.LrStart, 0.9, 0.999, 1e-8, config.WeightDecay);
+        using var mixed = bf16 ? new MixedPrecision(student.Model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name).ToList(), StudentWeights) : null;
+        IList<Parameter> optimized = mixed is null ? trainable : mixed.Masters.ToList();
+        var optimizer = optim.AdamW(optimized, config.LrStart, 0.9, 0.999, 1e-8, config.WeightDecay);
         if (startStep > 0 && resumeDir is not null)
         {
             CheckpointStore.LoadOptimizer(resumeDir, resumeFrom!, optimizer);
@@ -307,12 +314,14 @@ public sealed class DistillationRecipe : IDisposable
                     throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: loss is not finite ({string.Join(", ", values.Select(kv => $"{kv.Key}={kv.Value}"))}); " +
                         CheckpointNote());
                 (terms.Loss / config.GradAccumulation).backward();
+                mixed?.AccumulateGradients();
                 foreach (var (k, v) in values) sums[k] = sums.GetValueOrDefault(k) + v / config.GradAccumulation;
             }
-            double gradNorm = config.GradClip > 0 ? nn.utils.clip_grad_norm_(trainable, config.GradClip) : 0;
+            double gradNorm = config.GradClip > 0 ? nn.utils.clip_grad_norm_(optimized, config.GradClip) : 0;
             if (!double.IsFinite(gradNorm))
                 throw new TrainingStoppedException($"{stage.Name()} step {step + 1}: gradient norm is not finite; {CheckpointNote()}");
             optimizer.step();
+            mixed?.MastersToModels();
             var record = new JsonObject
             {
                 ["stage"] = stage == Stage.Sft ? "sft" : ((int)stage).ToString(),
@@ -326,22 +335,35 @@ public sealed class DistillationRecipe : IDisposable
             metrics.Append(record);
             bool last = step + 1 == total;
             if (last || (config.CheckpointEvery > 0 && (step + 1) % config.CheckpointEvery == 0))
-                SaveCheckpoint(stage, step + 1, last, completed, optimizer, (long)(step + 1) * perStep);
+                SaveCheckpoint(stage, step + 1, last, completed, optimizer, (long)(step + 1) * perStep, mixed);
             progress?.Report(new TrainingProgress(stage, step + 1, total, sums["loss"], lr, clock.Elapsed));
         }
-        if (total == 0) SaveCheckpoint(stage, 0, true, completed, optimizer, 0);
+        if (total == 0) SaveCheckpoint(stage, 0, true, completed, optimizer, 0, mixed);
+        if (mixed is not null) AsFloat32Masters(mixed); // the stage's result: the float32 masters, not their bf16 rounding
         student.Model.eval();
         recalibrator?.eval();
     }
 
-    void SaveCheckpoint(Stage stage, int step, bool stageComplete, List<Stage> completed, OptimizerHelper optimizer, long position)
+    IReadOnlyDictionary<string, Parameter> StudentWeights() => student.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+
+    /// <summary>The student back in float32 holding the exact masters (so a checkpoint resumes exactly and the saved
+    /// student is not the bf16 rounding).</summary>
+    void AsFloat32Masters(MixedPrecision mixed)
     {
+        student.Model.to(ScalarType.Float32);
+        mixed.MastersToModels();
+    }
+
+    void SaveCheckpoint(Stage stage, int step, bool stageComplete, List<Stage> completed, OptimizerHelper optimizer, long position, MixedPrecision? mixed)
+    {
+        if (mixed is not null) AsFloat32Masters(mixed);
         var state = new CheckpointState
         {
             Stage = stage, Step = step, StageComplete = stageComplete, DataPosition = position, RngSeed = config.Seed,
             CompletedStages = stageComplete ? [.. completed, stage] : [.. completed],
         };
         checkpoints.Save(state, student.Model, student.Config, student.Tokenizer, recalibrator, optimizer);
+        if (mixed is not null) student.Model.to(ScalarType.BFloat16);
     }
 
     /// <summary>Examples at data position <paramref name="position"/> of a stage: a seeded permutation per epoch.</summary>

@@ -49,6 +49,9 @@ public sealed record TrainingConfig
 
     /// <summary>Whether the student's vision encoder trains in stages 2-3 and SFT. The paper keeps it frozen
     /// (real students come with a pretrained encoder); a model built from scratch, as in the demo, needs it.</summary>
+    /// <summary>"fp32", or "bf16": bf16 compute with float32 master weights and optimizer state (<see cref="MixedPrecision"/>);
+    /// implemented for the stages that run the student alone (sft, seqkd, stage 3).</summary>
+    [JsonPropertyName("dtype")] public string Dtype { get; init; } = MixedPrecision.Fp32;
     [JsonPropertyName("train_vision_encoder")] public bool TrainVisionEncoder { get; init; }
 
     [JsonIgnore] public Baselines.DistillationMethod MethodKind => Baselines.DistillationMethods.Parse(Method, "training config: method");
@@ -97,6 +100,7 @@ public sealed record TrainingConfig
         if (!double.IsFinite(WeightDecay) || WeightDecay < 0) throw new InvalidDataException($"{source}: weight_decay must be finite and non-negative");
         if (!double.IsFinite(GradClip) || GradClip < 0) throw new InvalidDataException($"{source}: grad_clip must be finite and non-negative");
         if (!double.IsFinite(KlTemperature) || KlTemperature <= 0) throw new InvalidDataException($"{source}: kl_temperature must be positive");
+        if (Dtype is not (MixedPrecision.Fp32 or MixedPrecision.Bf16)) throw new InvalidDataException($"{source}: dtype '{Dtype}' is not supported (fp32, bf16)");
         var w = LossWeights;
         if (new[] { w.CeRecal, w.Kl, w.RegCe, w.RegKl, w.CeStudent, w.Uld }.Any(v => !double.IsFinite(v) || v < 0))
             throw new InvalidDataException($"{source}: loss_weights must be finite and non-negative");

@@ -90,3 +90,48 @@ public class MixedPrecisionTests
         }
     }
 }
+
+/// <summary>dtype bf16 through the recipe: SFT with float32 masters, checkpoints in float32, the stages it does not cover refused.</summary>
+public class MixedPrecisionRecipeTests
+{
+    static DistillationRecipe Sft(string root, string dtype, int checkpointEvery)
+    {
+        var student = TinyPair.Student(root);
+        var data = TinyPair.WriteData(root);
+        return new DistillationRecipe(new DistillationPlan
+        {
+            StudentDir = student, DataPath = data, OutDir = Path.Combine(root, "out-" + dtype), Stages = [Stage.Sft],
+            Config = new TrainingConfig { Method = "sft", Steps = new() { [3] = 12 }, BatchSize = 4, LrStart = 2e-2, LrEnd = 2e-2, CheckpointEvery = checkpointEvery, Dtype = dtype },
+        });
+    }
+
+    [Fact]
+    public void Bf16_sft_follows_the_fp32_run_across_checkpoints_and_saves_float32_weights()
+    {
+        var root = TestSupport.TempDir();
+        var fp32 = Sft(root, "fp32", 0);
+        fp32.Run();
+        var bf16 = Sft(root, "bf16", 4); // checkpoints cast the student to float32 and back twice mid-stage
+        bf16.Run();
+        var a = MetricsLog.Read(Path.Combine(root, "out-fp32", "metrics.jsonl")).Select(r => (double)r["loss"]!).ToList();
+        var b = MetricsLog.Read(Path.Combine(root, "out-bf16", "metrics.jsonl")).Select(r => (double)r["loss"]!).ToList();
+        Assert.True(a[^1] < 0.9 * a[4], $"the fp32 run must learn after step 5: {a[4]:F3} → {a[^1]:F3}");
+        Assert.True(b[^1] < 0.9 * b[4], $"bf16 must keep learning after the checkpoints' casts: {b[4]:F3} → {b[^1]:F3}");
+        for (int s = 0; s < a.Count; s++) Assert.True(Math.Abs(a[s] - b[s]) <= 0.03 * a[s], $"step {s + 1}: bf16 {b[s]:F4} vs fp32 {a[s]:F4}");
+        var saved = GenRecal.Tensors.Safetensors.Load(Path.Combine(root, "out-bf16", "student", "model.safetensors"));
+        Assert.All(saved.Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
+    }
+
+    [Fact]
+    public void Bf16_is_refused_before_step_1_for_stages_that_run_the_teacher()
+    {
+        var root = TestSupport.TempDir();
+        var e = Assert.Throws<ArgumentException>(() => new DistillationRecipe(new DistillationPlan
+        {
+            TeacherDir = TinyPair.Teacher(root), StudentDir = TinyPair.Student(root), DataPath = TinyPair.WriteData(root), OutDir = Path.Combine(root, "out"),
+            Stages = [Stage.Alignment], Config = new TrainingConfig { Dtype = "bf16" },
+        }));
+        Assert.Contains("bf16", e.Message);
+        Assert.Contains("stages 1-2", e.Message);
+    }
+}
