@@ -26,7 +26,7 @@ public static class InspectCommand
         // the checkpoint's own prefix of a component: what the family's names of its weights have in common
         string Prefix(string ours)
         {
-            var keys = m.named_parameters().Where(p => p.name.StartsWith(ours + ".", StringComparison.Ordinal)).Select(p => family.CheckpointKey(p.name)).ToList();
+            var keys = m.named_parameters().Where(p => p.name.StartsWith(ours + ".", StringComparison.Ordinal)).Select(p => family.CheckpointKey(p.name, pm.Config)).ToList();
             if (keys.Count == 0) return ours;
             var common = keys.Aggregate((a, b) => new string(a.Zip(b).TakeWhile(p => p.First == p.Second).Select(p => p.First).ToArray()));
             return common[..Math.Max(0, common.LastIndexOf('.'))];

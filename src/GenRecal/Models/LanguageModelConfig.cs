@@ -30,10 +30,11 @@ public sealed record LanguageModelConfig
     public static LanguageModelConfig FromJson(JsonObject json, string file) => Read(new ConfigJson(json, file));
 
     /// <param name="mrope">true where the family implements M-RoPE (Qwen2-VL's text model)</param>
-    internal static LanguageModelConfig Read(ConfigJson j, bool mrope = false)
+    /// <param name="internLm2">true where the family maps InternLM2's packed checkpoint names (InternVL)</param>
+    internal static LanguageModelConfig Read(ConfigJson j, bool mrope = false, bool internLm2 = false)
     {
         string type = j.Optional<string>("model_type") ?? "qwen2";
-        string[] types = mrope ? ["qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"] : ["qwen2", "llama"];
+        string[] types = mrope ? ["qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"] : internLm2 ? ["qwen2", "llama", "internlm2"] : ["qwen2", "llama"];
         if (!types.Contains(type))
             throw j.Invalid("model_type", $"is '{type}'; supported: {string.Join(", ", types)}");
         int heads = j.Required<int>("num_attention_heads");
@@ -56,7 +57,8 @@ public sealed record LanguageModelConfig
             RopeTheta = theta,
             MaxPositionEmbeddings = j.Optional("max_position_embeddings", 2048),
             TieWordEmbeddings = j.Optional("tie_word_embeddings", false),
-            AttentionBias = j.Optional<bool?>("attention_bias") ?? type != "llama",
+            // InternLM2 names the q/k/v/o bias switch "bias"
+            AttentionBias = j.Optional<bool?>("attention_bias") ?? (type == "internlm2" ? j.Optional("bias", false) : type != "llama"),
             MRopeSection = mropeSection,
             DynamicRope = new[] { "rope_scaling", "rope_parameters" }.Any(k => j.Section(k) is { } r && (r.Optional<string>("rope_type") ?? r.Optional<string>("type")) == "dynamic"),
         };

@@ -47,7 +47,7 @@ public static class Pretrained
         if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImageContext, out var tokImg) && img != tokImg)
             throw new InvalidDataException($"{configPath}: image token id {img} differs from the tokenizer's '{tokenizer.Template.ImageContext}' id {tokImg}");
         var model = Create(config);
-        LoadWeights(model, dir, keyOf: config.Family.CheckpointKey, family: config.Family);
+        LoadWeights(model, dir, keyOf: n => config.Family.CheckpointKey(n, config), config: config);
         model.eval();
         return new PretrainedModel(model, config, tokenizer, dir);
     }
@@ -57,7 +57,7 @@ public static class Pretrained
     {
         System.IO.Directory.CreateDirectory(dir);
         AtomicFile.WriteAllText(Path.Combine(dir, ModelConfig.FileName), config.ToJson().ToJsonString(new() { WriteIndented = true }));
-        Safetensors.Save(Path.Combine(dir, WeightsFileName), config.Family.ToFiles(StateDict(model, config.Family.CheckpointKey)),
+        Safetensors.Save(Path.Combine(dir, WeightsFileName), config.Family.ToFiles(config, StateDict(model, n => config.Family.CheckpointKey(n, config))),
                          new Dictionary<string, string> { ["format"] = "pt" });
         var index = Path.Combine(dir, IndexFileName);
         if (File.Exists(index)) File.Delete(index); // a stale shard index would shadow the new single file
@@ -73,12 +73,12 @@ public static class Pretrained
     /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>; <paramref name="keyOf"/>
     /// gives each parameter's name in the files.</summary>
     public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName, Func<string, string>? keyOf = null,
-                                   Families.ModelFamily? family = null)
+                                   ModelConfig? config = null)
     {
         var (tensors, files) = ReadWeightFiles(dir, weightsFile);
         try
         {
-            family?.FromFiles(tensors, files);
+            config?.Family.FromFiles(config, tensors, files);
             Assign(model, tensors, files, dir, keyOf ?? (n => n));
         }
         finally

@@ -102,7 +102,8 @@ public sealed partial class ModelTokenizer
         {
             if (hfConfig?["tokenizer_class"] is JsonValue sc && sc.TryGetValue<string>(out var spClass) && !SentencePieceClasses.Contains(spClass))
                 throw new InvalidDataException($"{hfConfigPath}: tokenizer_class '{spClass}' is not supported for {SentencePieceFileName} (supported: {string.Join(", ", SentencePieceClasses)})");
-            return FromSentencePiece(spPath, null, names);
+            // added tokens (InternLM2's chat tokens, InternVL's image tokens) are split off before SentencePiece sees the text
+            return FromSentencePiece(spPath, null, names, SentencePieceAdded(dir));
         }
         throw new FileNotFoundException($"{dir}: no tokenizer found: expected {ConfigFileName} (GenRecal), or HuggingFace's {HfTokenizerFileName}, " +
             $"{SlowTokenizerFiles.VocabFileName} + {SlowTokenizerFiles.MergesFileName}, or {SentencePieceFileName}");
@@ -124,7 +125,15 @@ public sealed partial class ModelTokenizer
             SlowTokenizerFiles.TokenString(config["pad_token"]), chat);
     }
 
-    static ModelTokenizer FromSentencePiece(string path, ChatTemplate? template, HfTokenNames? names)
+    /// <summary>A SentencePiece directory's added tokens (tokenizer_config.json's added_tokens_decoder, added_tokens.json).</summary>
+    static Dictionary<string, int> SentencePieceAdded(string dir)
+    {
+        var configPath = Path.Combine(dir, HfConfigFileName);
+        var config = File.Exists(configPath) ? ParseObject(configPath) : null;
+        return SlowTokenizerFiles.AddedTokens(dir, config, configPath, []).ToDictionary(a => (string)a!["content"]!, a => (int)a!["id"]!);
+    }
+
+    static ModelTokenizer FromSentencePiece(string path, ChatTemplate? template, HfTokenNames? names, IReadOnlyDictionary<string, int>? added = null)
     {
         var bytes = File.ReadAllBytes(path);
         SentencePieceTokenizer sp;
@@ -140,6 +149,7 @@ public sealed partial class ModelTokenizer
         {
             [sp.UnknownToken] = sp.UnknownId, [sp.BeginningOfSentenceToken] = sp.BeginningOfSentenceId, [sp.EndOfSentenceToken] = sp.EndOfSentenceId,
         };
+        foreach (var (content, id) in added ?? new Dictionary<string, int>()) specials[content] = id;
         return new ModelTokenizer(SentencePieceFileName, sp, null, sp.Vocabulary.Count, null, specials, template ?? ChatTemplate.ChatML, null, bytes, names);
     }
 
@@ -157,7 +167,7 @@ public sealed partial class ModelTokenizer
         {
             HfTokenizerFileName => FromHfJson(ParseObject(Path.Combine(dir, HfTokenizerFileName)), Path.Combine(dir, HfTokenizerFileName),
                 File.ReadAllText(Path.Combine(dir, HfTokenizerFileName)), template, names),
-            SentencePieceFileName => FromSentencePiece(Path.Combine(dir, SentencePieceFileName), template, names),
+            SentencePieceFileName => FromSentencePiece(Path.Combine(dir, SentencePieceFileName), template, names, SentencePieceAdded(dir)),
             _ => new ModelTokenizer(baseName, CreateTiktoken(baseName, path), null, 0, null, specials, template, null, null, names),
         };
         int[]? map = null;
@@ -171,9 +181,11 @@ public sealed partial class ModelTokenizer
         }
         int baseSize = plain.mlTokenizer is TiktokenTokenizer t ? TiktokenVocabSize(t) : plain.BaseVocabSize;
         // a special id inside the ordinary vocabulary would make two different texts encode to the same id,
-        // unless the base gives that id the same string (HF's added tokens, SentencePiece's <s>)
+        // unless the base gives that id the same string (HF's added tokens, SentencePiece's <s>) or the HF files themselves
+        // relabel that piece (InternLM2's [UNUSED_TOKEN_146] is its <|im_start|>, as its tokenizer_config.json says)
         int ordinary = map?.Length ?? baseSize;
-        var clash = specials.Where(kv => kv.Value < 0 || kv.Value < ordinary && (map is not null || plain.BaseTokenString(kv.Value) != kv.Key))
+        bool Declared(KeyValuePair<string, int> kv) => plain.SpecialTokens.TryGetValue(kv.Key, out var id) && id == kv.Value;
+        var clash = specials.Where(kv => kv.Value < 0 || kv.Value < ordinary && (map is not null || plain.BaseTokenString(kv.Value) != kv.Key && !Declared(kv)))
             .Select(kv => $"'{kv.Key}' = {kv.Value}")
             .Concat(specials.GroupBy(kv => kv.Value).Where(g => g.Count() > 1).Select(g => $"{string.Join(" and ", g.Select(kv => $"'{kv.Key}'"))} share id {g.Key}")).ToList();
         if (clash.Count > 0)

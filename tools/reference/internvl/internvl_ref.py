@@ -22,7 +22,12 @@ package), the inference path that InternVL's own code runs for
   * the language models: transformers' models/qwen2/modeling_qwen2.py and
     models/llama/modeling_llama.py (RMSNorm in float32, rotate_half RoPE with
     default rope_type, GQA via repeat_kv, eager attention with float32
-    softmax, SwiGLU MLP, final norm, lm_head).
+    softmax, SwiGLU MLP, final norm, lm_head), and InternLM2ForCausalLM from
+    internvl_chat/internvl/model/internlm2/modeling_internlm2.py (packed
+    `wqkv` split as 'b q (h gs d) -> b q h gs d', gs = 2 + heads/kv_heads;
+    InternLM2RotaryEmbedding / InternLM2DynamicNTKScalingRotaryEmbedding;
+    InternLM2Attention eager path; InternLM2MLP w2(silu(w1 x) * w3 x);
+    tok_embeddings / attention_norm / ffn_norm / norm / output).
 
 All math runs in float32; bf16 checkpoints are upcast to float32 when loaded.
 Tokenization is NOT done here (see tokenize.mjs, which uses tokenizers.js).
@@ -48,7 +53,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'common'))
 from refcommon.safetensors_io import load_safetensors, save_safetensors  # noqa: E402,F401
-from refcommon.ops import decoder_layers, gelu, layer_norm, linear, rms_norm  # noqa: E402,F401
+from refcommon.ops import decoder_layers, gelu, layer_norm, linear, rms_norm, rotate_half  # noqa: E402,F401
 
 # ---------------------------------------------------------------------------
 # Image preprocessing -- InternVL README / document/how_to_quickstart_with_hf.md
@@ -421,6 +426,160 @@ class DecoderLMRef:
 
 
 # ---------------------------------------------------------------------------
+# InternLM2ForCausalLM -- internvl_chat/internvl/model/internlm2/modeling_internlm2.py
+# (the file InternVL2-8B / InternVL2.5-8B / -26B ship; same code as internlm/internlm2_5-7b-chat)
+# ---------------------------------------------------------------------------
+
+def internlm2_split_wqkv(qkv: torch.Tensor, n_heads: int, n_kv: int, head_dim: int):
+    """InternLM2Attention.forward's split of the packed projection output (last dim).
+
+        qkv_states = rearrange(qkv_states, 'b q (h gs d) -> b q h gs d', gs=2 + num_key_value_groups, d=head_dim)
+        query_states = rearrange(qkv_states[..., :num_key_value_groups, :], 'b q h gs d -> b q (h gs) d')
+        key_states = qkv_states[..., -2, :]
+        value_states = qkv_states[..., -1, :]
+
+    i.e. the output features come in n_kv groups of (gs * head_dim) rows; group h holds, in order, the
+    num_key_value_groups query heads h*G .. h*G+G-1, then key head h, then value head h (G = n_heads // n_kv).
+    Works on activations [..., (n_heads + 2 n_kv) * head_dim] and, with the rows as the leading dim, on the
+    weight/bias themselves (see internlm2_unpack_wqkv_weight).  Returns q [..., n_heads, D], k, v [..., n_kv, D]."""
+    G = n_heads // n_kv
+    gs = 2 + G
+    x = qkv.reshape(*qkv.shape[:-1], n_kv, gs, head_dim)           # (h gs d) -> h gs d
+    q = x[..., :G, :].reshape(*qkv.shape[:-1], n_kv * G, head_dim)   # (h gs) d: query head index = h*G + g
+    k = x[..., -2, :]
+    v = x[..., -1, :]
+    return q, k, v
+
+
+def internlm2_unpack_wqkv_weight(wqkv: torch.Tensor, n_heads: int, n_kv: int, head_dim: int):
+    """Row blocks of wqkv.weight [(n_heads + 2 n_kv) * D, hidden] (or wqkv.bias) as Llama-style
+    q_proj [n_heads*D, ...], k_proj [n_kv*D, ...], v_proj [n_kv*D, ...] -- the same layout as
+    internlm2_split_wqkv, applied to the output-feature (row) axis."""
+    t = wqkv.transpose(0, -1) if wqkv.dim() == 2 else wqkv               # rows last
+    q, k, v = internlm2_split_wqkv(t, n_heads, n_kv, head_dim)
+    q = q.reshape(*q.shape[:-2], -1)
+    k = k.reshape(*k.shape[:-2], -1)
+    v = v.reshape(*v.shape[:-2], -1)
+    if wqkv.dim() == 2:
+        q, k, v = q.transpose(0, -1), k.transpose(0, -1), v.transpose(0, -1)
+    return q.contiguous(), k.contiguous(), v.contiguous()
+
+
+class InternLM2LMRef:
+    """InternLM2ForCausalLM (eager attention) for one sequence (batch 1), float32.
+
+    Weight names (prefix 'language_model.'): model.tok_embeddings.weight,
+    model.layers.{i}.attention.wqkv.{weight,bias}, model.layers.{i}.attention.wo.{weight,bias},
+    model.layers.{i}.feed_forward.{w1,w2,w3}.weight, model.layers.{i}.attention_norm.weight,
+    model.layers.{i}.ffn_norm.weight, model.norm.weight, output.weight.
+    wqkv / wo carry a bias iff config.bias (InternLM2Config default True; InternLM2.5-7B-chat, the LM of
+    InternVL2-8B / InternVL2.5-8B, has bias=false).  The MLP never has biases."""
+
+    def __init__(self, lcfg: dict, W: Dict[str, torch.Tensor], prefix='language_model.'):
+        self.cfg = lcfg
+        self.W = W
+        self.p = prefix
+        self.arch = lcfg['architectures'][0]
+        if self.arch != 'InternLM2ForCausalLM':
+            raise NotImplementedError(self.arch)
+        # InternLM2Config defaults (configuration_internlm2.py)
+        self.hidden = lcfg.get('hidden_size', 4096)
+        self.n_heads = lcfg.get('num_attention_heads', 32)
+        self.n_kv = lcfg.get('num_key_value_heads') or self.n_heads
+        self.head_dim = self.hidden // self.n_heads          # InternLM2Attention: hidden_size // num_heads
+        if self.head_dim * self.n_heads != self.hidden:
+            raise ValueError('hidden_size must be divisible by num_heads')
+        self.n_layers = lcfg.get('num_hidden_layers', 32)
+        self.eps = lcfg.get('rms_norm_eps', 1e-6)
+        self.bias = bool(lcfg.get('bias', True))
+        self.theta = lcfg.get('rope_theta', 10000)
+        self.max_pos = lcfg.get('max_position_embeddings', 2048)
+        if lcfg.get('rope_pos_id_version', 'default') != 'default':
+            raise NotImplementedError('rope_pos_id_version ' + str(lcfg.get('rope_pos_id_version')))
+        if lcfg.get('hidden_act', 'silu') != 'silu':
+            raise NotImplementedError(lcfg.get('hidden_act'))
+        self.dynamic_guard = False
+        rs = lcfg.get('rope_scaling')
+        if rs is not None:
+            # InternLM2Attention._init_rope reads rope_scaling["type"] / ["factor"]
+            if rs.get('type') != 'dynamic':
+                raise NotImplementedError(f'rope_scaling {rs}')
+            # InternLM2DynamicNTKScalingRotaryEmbedding only changes `base` when the cache is (re)built for
+            # seq_len > max_position_embeddings; below that it is InternLM2RotaryEmbedding exactly.
+            self.dynamic_guard = True
+        # InternLM2RotaryEmbedding: inv_freq = 1 / base ** (arange(0, dim, 2).float() / dim)
+        self.inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim))
+
+    def w(self, name):
+        return self.W[self.p + name]
+
+    def embed(self, input_ids):
+        return F.embedding(input_ids, self.w('model.tok_embeddings.weight'))
+
+    def rope(self, position_ids):
+        # _set_cos_sin_cache: t = arange(seq_len) (float32), freqs = einsum('i,j->ij', t, inv_freq),
+        # emb = cat(freqs, freqs); cos_cached/sin_cached then indexed by position_ids (apply_rotary_pos_emb).
+        t = position_ids.to(self.inv_freq.dtype)
+        freqs = torch.einsum('i,j->ij', t, self.inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()
+
+    def forward(self, inputs_embeds, past=None):
+        """inputs_embeds [T, hidden]; past: per layer (k, v) [n_kv, P, D] or None.
+        Returns (logits [T, vocab] float32, new_past)."""
+        T = inputs_embeds.shape[0]
+        P = 0 if past is None else past[0][0].shape[1]
+        if self.dynamic_guard:
+            assert P + T <= self.max_pos, 'dynamic NTK rope scaling would change the base'
+        H, KV, D = self.n_heads, self.n_kv, self.head_dim
+        G = H // KV
+        cos, sin = self.rope(torch.arange(P, P + T))          # [T, D]
+        # InternLM2Model._prepare_decoder_attention_mask: additive causal mask (finfo.min above the diagonal,
+        # zeros for the past) only when q_len > 1; the all-ones padding mask adds 0.
+        mask = None
+        if T > 1:
+            m = torch.full((T, T), torch.finfo(torch.float32).min)
+            cond = torch.arange(T)
+            m.masked_fill_(cond < (cond + 1).view(T, 1), 0)
+            mask = torch.cat([torch.zeros(T, P), m], dim=-1)   # [T, P+T]
+        h = inputs_embeds
+        new_past = []
+        for li in range(self.n_layers):
+            pre = f'model.layers.{li}.'
+            # InternLM2DecoderLayer: residual + attention(attention_norm(x)); residual + feed_forward(ffn_norm(x))
+            x = llm_rms_norm(h, self.w(pre + 'attention_norm.weight'), self.eps)
+            qkv = linear(x, self.w(pre + 'attention.wqkv.weight'),
+                         self.w(pre + 'attention.wqkv.bias') if self.bias else None)
+            q, k, v = internlm2_split_wqkv(qkv, H, KV, D)      # [T, H, D], [T, KV, D], [T, KV, D]
+            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+            q = q * cos[None] + rotate_half(q) * sin[None]
+            k = k * cos[None] + rotate_half(k) * sin[None]
+            if past is not None:
+                k = torch.cat([past[li][0], k], dim=1)
+                v = torch.cat([past[li][1], v], dim=1)
+            new_past.append((k, v))
+            S = k.shape[1]
+            # repeat_kv: expand(kv, n_rep) + reshape -> head j uses kv head j // n_rep
+            kk = k[:, None].expand(KV, G, S, D).reshape(H, S, D)
+            vv = v[:, None].expand(KV, G, S, D).reshape(H, S, D)
+            attn = torch.matmul(q, kk.transpose(1, 2)) / math.sqrt(D)
+            if mask is not None:
+                attn = attn + mask[None]
+            attn = torch.softmax(attn, dim=-1, dtype=torch.float32).to(q.dtype)
+            o = torch.matmul(attn, vv).transpose(0, 1).reshape(T, self.hidden)
+            h = h + linear(o, self.w(pre + 'attention.wo.weight'),
+                           self.w(pre + 'attention.wo.bias') if self.bias else None)
+            x = llm_rms_norm(h, self.w(pre + 'ffn_norm.weight'), self.eps)
+            f = pre + 'feed_forward.'
+            h = h + linear(F.silu(linear(x, self.w(f + 'w1.weight'))) * linear(x, self.w(f + 'w3.weight')),
+                           self.w(f + 'w2.weight'))
+        h = llm_rms_norm(h, self.w('model.norm.weight'), self.eps)
+        # InternLM2ForCausalLM.output (tie_word_embeddings forced False by InternVLChatConfig); logits.float()
+        logits = linear(h, self.w('output.weight'))
+        return logits.float(), new_past
+
+
+# ---------------------------------------------------------------------------
 # InternVLChatModel -- modeling_internvl_chat.py
 # ---------------------------------------------------------------------------
 
@@ -442,7 +601,10 @@ class InternVLChatRef:
         self.num_image_token = int((self.image_size // self.patch_size) ** 2 * (self.downsample_ratio ** 2))
         self.system_message = c['system_message'] if 'system_message' in c else TEMPLATES[self.template][1]
         self.vit = InternViTRef(vc, self.W)
-        self.lm = DecoderLMRef(c['llm_config'], self.W)
+        if c['llm_config']['architectures'][0] == 'InternLM2ForCausalLM':
+            self.lm = InternLM2LMRef(c['llm_config'], self.W)
+        else:
+            self.lm = DecoderLMRef(c['llm_config'], self.W)
         # mlp1 = Sequential(LayerNorm(vit_hidden * (1/r)^2) [torch default eps 1e-5], Linear, GELU, Linear)
         self.mlp1_eps = 1e-5
 

@@ -5,7 +5,8 @@ Rebuilds the model as nn.Module trees that mirror the real classes' attribute
 names (InternVLChatModel.{vision_model, language_model, mlp1} from
 modeling_internvl_chat.py; InternVisionModel/InternVisionEmbeddings/
 InternAttention/InternMLP/InternVisionEncoderLayer from modeling_intern_vit.py;
-Qwen2ForCausalLM / LlamaForCausalLM attribute layout from transformers), loads
+Qwen2ForCausalLM / LlamaForCausalLM attribute layout from transformers;
+InternLM2ForCausalLM from internvl_chat/internvl/model/internlm2/modeling_internlm2.py), loads
 model.safetensors with load_state_dict(strict=True) -- so every stored key name
 and shape must match the real module structure -- and re-runs the image case in
 HF style (position_ids, additive causal mask, repeat_kv via expand/reshape),
@@ -14,6 +15,7 @@ comparing with expected.safetensors.
     /usr/bin/python3 tools/reference/internvl/mirror_check.py     # from any directory; prints ALL OK
 """
 import json
+import math
 import os
 import sys
 
@@ -231,6 +233,109 @@ class CausalLM(nn.Module):
         return self.lm_head(self.model.norm(x))[0]
 
 
+class InternLM2Attention(nn.Module):
+    # modeling_internlm2.py (internvl_chat/internvl/model/internlm2): wqkv packs q/k/v, wo, bias=config.bias
+    def __init__(self, c):
+        super().__init__()
+        self.hidden_size, self.num_heads = c['hidden_size'], c['num_attention_heads']
+        self.head_dim = self.hidden_size // self.num_heads
+        self.num_key_value_heads = c['num_key_value_heads']
+        self.num_key_value_groups = self.num_heads // self.num_key_value_heads
+        self.wqkv = nn.Linear(self.hidden_size, (self.num_heads + 2 * self.num_key_value_heads) * self.head_dim,
+                              bias=c['bias'])
+        self.wo = nn.Linear(self.num_heads * self.head_dim, self.hidden_size, bias=c['bias'])
+
+
+class InternLM2MLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.w1 = nn.Linear(c['hidden_size'], c['intermediate_size'], bias=False)
+        self.w3 = nn.Linear(c['hidden_size'], c['intermediate_size'], bias=False)
+        self.w2 = nn.Linear(c['intermediate_size'], c['hidden_size'], bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class InternLM2DecoderLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.attention = InternLM2Attention(c)
+        self.feed_forward = InternLM2MLP(c)
+        self.attention_norm = RMSNorm(c['hidden_size'], c['rms_norm_eps'])
+        self.ffn_norm = RMSNorm(c['hidden_size'], c['rms_norm_eps'])
+
+
+class InternLM2Model(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(c['vocab_size'], c['hidden_size'], c.get('pad_token_id'))
+        self.layers = nn.ModuleList([InternLM2DecoderLayer(c) for _ in range(c['num_hidden_layers'])])
+        self.norm = RMSNorm(c['hidden_size'], c['rms_norm_eps'])
+
+
+class InternLM2ForCausalLM(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.model = InternLM2Model(c)
+        self.output = nn.Linear(c['hidden_size'], c['vocab_size'], bias=False)
+
+    def embed(self, ids):
+        return self.model.tok_embeddings(ids)
+
+    def forward(self, inputs_embeds):
+        # InternLM2Model.forward / InternLM2Attention.forward (eager), batch 1, no cache
+        x = inputs_embeds[None]
+        bsz, q_len, _ = x.shape
+        c = self.c
+        position_ids = torch.arange(q_len, dtype=torch.long)[None]
+        # InternLM2RotaryEmbedding: cos/sin cache over max_position_embeddings, indexed by position_ids
+        # (InternLM2DynamicNTKScalingRotaryEmbedding only differs once seq_len > max_position_embeddings)
+        a0 = self.model.layers[0].attention
+        dim = a0.head_dim
+        assert q_len <= c['max_position_embeddings']
+        inv_freq = 1.0 / (c['rope_theta'] ** (torch.arange(0, dim, 2).float() / dim))
+        t = torch.arange(c['max_position_embeddings']).to(dtype=inv_freq.dtype)
+        freqs = torch.einsum('i,j->ij', t, inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos()[:q_len][position_ids].unsqueeze(1)
+        sin = emb.sin()[:q_len][position_ids].unsqueeze(1)
+        # _make_causal_mask
+        mask = torch.full((q_len, q_len), torch.finfo(torch.float32).min)
+        cond = torch.arange(q_len)
+        mask.masked_fill_(cond < (cond + 1).view(q_len, 1), 0)
+        mask = mask[None, None]
+
+        def rot(tn):
+            return torch.cat((-tn[..., tn.shape[-1] // 2:], tn[..., : tn.shape[-1] // 2]), dim=-1)
+
+        for layer in self.model.layers:
+            a = layer.attention
+            residual = x
+            h = layer.attention_norm(x)
+            qkv = a.wqkv(h)
+            # rearrange(qkv, 'b q (h gs d) -> b q h gs d', gs=2 + num_key_value_groups, d=head_dim)
+            qkv = qkv.view(bsz, q_len, -1, 2 + a.num_key_value_groups, a.head_dim)
+            q = qkv[..., : a.num_key_value_groups, :]
+            q = q.reshape(bsz, q_len, -1, a.head_dim)      # 'b q h gs d -> b q (h gs) d'
+            k = qkv[..., -2, :]
+            v = qkv[..., -1, :]
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
+            n_rep = a.num_key_value_groups
+            k = k[:, :, None].expand(bsz, a.num_key_value_heads, n_rep, q_len, a.head_dim).reshape(
+                bsz, a.num_heads, q_len, a.head_dim)
+            v = v[:, :, None].expand(bsz, a.num_key_value_heads, n_rep, q_len, a.head_dim).reshape(
+                bsz, a.num_heads, q_len, a.head_dim)
+            w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(a.head_dim) + mask
+            w = F.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
+            o = torch.matmul(w, v).transpose(1, 2).contiguous().reshape(bsz, q_len, a.hidden_size)
+            x = residual + a.wo(o)
+            x = x + layer.feed_forward(layer.ffn_norm(x))
+        return self.output(self.model.norm(x)).float()[0]
+
+
 class InternVLChatModel(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -238,7 +343,10 @@ class InternVLChatModel(nn.Module):
         vc, lc = config['vision_config'], config['llm_config']
         r = config['downsample_ratio']
         self.vision_model = InternVisionModel(vc)
-        self.language_model = CausalLM(lc)
+        if lc['architectures'][0] == 'InternLM2ForCausalLM':
+            self.language_model = InternLM2ForCausalLM(lc)
+        else:
+            self.language_model = CausalLM(lc)
         self.mlp1 = nn.Sequential(
             nn.LayerNorm(vc['hidden_size'] * int(1 / r) ** 2),
             nn.Linear(vc['hidden_size'] * int(1 / r) ** 2, lc['hidden_size']),
@@ -278,7 +386,8 @@ def main():
         with torch.no_grad():
             vit = m.extract_feature(E['pixel_values'])
             ids = torch.tensor(exp['cases']['image']['input_ids'])
-            emb = m.language_model.model.embed_tokens(ids).clone()
+            lmm = m.language_model.model
+            emb = (lmm.tok_embeddings if hasattr(lmm, 'tok_embeddings') else lmm.embed_tokens)(ids).clone()
             sel = ids == exp['img_context_token_id']
             emb[sel] = vit.reshape(-1, emb.shape[-1])
             logits = m.language_model(emb)

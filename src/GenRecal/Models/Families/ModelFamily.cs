@@ -34,10 +34,14 @@ public abstract class ModelFamily
     /// <summary>Rearranges tensors read from the family's files into <see cref="CheckpointKey"/>'s names (e.g. fusing
     /// separate q/k/v projections), keeping <paramref name="files"/> (tensor → file, for error messages) in step.
     /// Parts it needs and cannot find are left for the strict load to report by name.</summary>
-    public virtual void FromFiles(Dictionary<string, Tensor> tensors, Dictionary<string, string> files) { }
+    public virtual void FromFiles(ModelConfig config, Dictionary<string, Tensor> tensors, Dictionary<string, string> files) { }
 
     /// <summary>The inverse of <see cref="FromFiles"/>, for saving in the family's own layout.</summary>
-    public virtual Dictionary<string, Tensor> ToFiles(Dictionary<string, Tensor> tensors) => tensors;
+    public virtual Dictionary<string, Tensor> ToFiles(ModelConfig config, Dictionary<string, Tensor> tensors) => tensors;
+
+    /// <summary>The checkpoint key of a parameter of a model with <paramref name="config"/> (a family whose names depend
+    /// on which language model it holds, e.g. InternVL with InternLM2, overrides this).</summary>
+    public virtual string CheckpointKey(string parameterName, ModelConfig config) => CheckpointKey(parameterName);
 
     /// <summary>Files beside config.json that belong to the checkpoint (processor settings, chat template, generation
     /// config): carried through a save unchanged, so a distilled student is a complete checkpoint of its family.</summary>

@@ -75,7 +75,7 @@ internal static class SlowTokenizerFiles
         };
     }
 
-    static JsonArray AddedTokens(string dir, JsonObject? config, string configPath, JsonObject vocab)
+    internal static JsonArray AddedTokens(string dir, JsonObject? config, string configPath, JsonObject vocab)
     {
         var added = new List<HfAddedToken>();
         if (config?["added_tokens_decoder"] is { } decoder)

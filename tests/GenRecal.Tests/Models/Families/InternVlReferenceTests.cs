@@ -51,4 +51,21 @@ public class InternVlReferenceTests
         foreach (var c in cases["decode"]!.AsArray())
             Assert.Equal((string)c!["text"]!, tok.Decode(Ints(c["ids"]!), skipSpecial: (bool)c["skip_special_tokens"]!));
     }
+
+    [Fact]
+    public void An_InternLM2_checkpoint_saves_back_with_its_packed_wqkv_and_original_names()
+    {
+        var dir = TestSupport.Fixture("internvl", "internvl2_5-internlm2");
+        using var pm = Pretrained.Load(dir);
+        var a = Path.Combine(TestSupport.TempDir(), "a");
+        GenRecal.Models.Pretrained.Save(pm.Model, pm.Config, pm.Tokenizer, a);
+        var original = Safetensors.Load(Path.Combine(dir, "model.safetensors"));
+        var saved = Safetensors.Load(Path.Combine(a, "model.safetensors"));
+        Assert.Equal(original.Keys.Order(), saved.Keys.Order()); // wqkv, wo, w1-3, tok_embeddings, output: the file's own names
+        foreach (var (k, t) in original) Assert.True(t.to(ScalarType.Float32).allclose(saved[k], 0, 0), k);
+        using var again = Pretrained.Load(a);
+        var b = Path.Combine(TestSupport.TempDir(), "b");
+        GenRecal.Models.Pretrained.Save(again.Model, again.Config, again.Tokenizer, b);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, "model.safetensors")), File.ReadAllBytes(Path.Combine(b, "model.safetensors")));
+    }
 }

@@ -26,9 +26,9 @@ internal sealed class InternVlFamily : ModelFamily
     internal override ModelConfig ReadConfig(ConfigJson j)
     {
         var llm = j.Section("llm_config") ?? throw new InvalidDataException($"{j.File}: missing 'llm_config'");
-        if (llm.Json["architectures"] is JsonArray archs && archs.Any(a => a?.ToString() is "InternLM2ForCausalLM" or "Phi3ForCausalLM"))
-            throw llm.Invalid("architectures", $"is {ConfigJson.Show(archs)}; supported language models: Qwen2ForCausalLM, LlamaForCausalLM");
-        var text = LanguageModelConfig.Read(llm);
+        if (llm.Json["architectures"] is JsonArray archs && archs.Any(a => a?.ToString() is "Phi3ForCausalLM"))
+            throw llm.Invalid("architectures", $"is {ConfigJson.Show(archs)}; supported language models: Qwen2ForCausalLM, LlamaForCausalLM, InternLM2ForCausalLM");
+        var text = LanguageModelConfig.Read(llm, internLm2: true);
         var vc = j.Section("vision_config") ?? throw new InvalidDataException($"{j.File}: missing 'vision_config'");
         if (vc.Optional<string>("hidden_act") is { } act && act != "gelu") throw vc.Invalid("hidden_act", $"is '{act}'; only gelu is implemented");
         int imageSize = vc.Optional("image_size", 224);
@@ -93,6 +93,70 @@ internal sealed class InternVlFamily : ModelFamily
 
     public override JsonObject WriteConfig(ModelConfig config) => SourceAsSaved(config, "llm_config");
 
+    /// <summary>InternLM2's names for our LLaMA-style parameters (modeling_internlm2.py); q/k/v stand for the three parts
+    /// of the packed attention.wqkv, which <see cref="FromFiles"/> splits and <see cref="ToFiles"/> packs.</summary>
+    static readonly (string Ours, string Theirs)[] InternLm2Names =
+    [
+        ("model.embed_tokens.", "model.tok_embeddings."), (".self_attn.q_proj.", ".attention.wq."), (".self_attn.k_proj.", ".attention.wk."),
+        (".self_attn.v_proj.", ".attention.wv."), (".self_attn.o_proj.", ".attention.wo."), (".mlp.gate_proj.", ".feed_forward.w1."),
+        (".mlp.up_proj.", ".feed_forward.w3."), (".mlp.down_proj.", ".feed_forward.w2."), (".input_layernorm.", ".attention_norm."),
+        (".post_attention_layernorm.", ".ffn_norm."), ("lm_head.", "output."),
+    ];
+
+    static bool IsInternLm2(ModelConfig c) => c.Text.ModelType == "internlm2";
+
+    public override string CheckpointKey(string parameterName, ModelConfig config)
+    {
+        var key = CheckpointKey(parameterName);
+        if (!IsInternLm2(config) || !key.StartsWith("language_model.", StringComparison.Ordinal)) return key;
+        foreach (var (ours, theirs) in InternLm2Names) key = key.Replace(ours, theirs);
+        return key;
+    }
+
+    /// <summary>InternLM2's wqkv rows: per key/value head, its group of query heads, then its key, then its value
+    /// ((h gs d) with gs = heads / kv heads + 2, modeling_internlm2.py).</summary>
+    public override void FromFiles(ModelConfig config, Dictionary<string, Tensor> tensors, Dictionary<string, string> files)
+    {
+        if (!IsInternLm2(config)) return;
+        var t = config.Text;
+        int groups = t.NumAttentionHeads / t.NumKeyValueHeads, d = t.HeadDim;
+        foreach (var key in tensors.Keys.Where(k => k.Contains(".attention.wqkv.")).ToList())
+        {
+            var w = tensors[key];
+            var g = w.reshape(t.NumKeyValueHeads, groups + 2, d, -1);                 // [kv, G+2, d, in] (in = 1 for a bias)
+            var parts = new[]
+            {
+                ("wq", g.narrow(1, 0, groups)), ("wk", g.narrow(1, groups, 1)), ("wv", g.narrow(1, groups + 1, 1)),
+            };
+            foreach (var (name, part) in parts)
+            {
+                var k = key.Replace(".wqkv.", $".{name}.");
+                var flat = part.reshape(-1, g.shape[3]);
+                tensors[k] = w.dim() == 1 ? flat.reshape(-1).contiguous() : flat.contiguous();
+                files[k] = files[key];
+            }
+            w.Dispose();
+            tensors.Remove(key);
+        }
+    }
+
+    public override Dictionary<string, Tensor> ToFiles(ModelConfig config, Dictionary<string, Tensor> tensors)
+    {
+        if (!IsInternLm2(config)) return tensors;
+        var t = config.Text;
+        int groups = t.NumAttentionHeads / t.NumKeyValueHeads, d = t.HeadDim;
+        var result = new Dictionary<string, Tensor>();
+        foreach (var (name, w) in tensors)
+        {
+            if (name.Contains(".attention.wk.") || name.Contains(".attention.wv.")) continue;
+            if (!name.Contains(".attention.wq.")) { result[name] = w; continue; }
+            Tensor Grouped(Tensor x, int heads) => x.reshape(t.NumKeyValueHeads, heads, d, -1);
+            var packed = cat([Grouped(w, groups), Grouped(tensors[name.Replace(".wq.", ".wk.")], 1), Grouped(tensors[name.Replace(".wq.", ".wv.")], 1)], 1);
+            result[name.Replace(".wq.", ".wqkv.")] = w.dim() == 1 ? packed.reshape(-1) : packed.reshape(-1, w.shape[1]);
+        }
+        return result;
+    }
+
     public override string CheckpointKey(string parameterName) =>
         parameterName.StartsWith("model.", StringComparison.Ordinal) || parameterName.StartsWith("lm_head.", StringComparison.Ordinal)
             ? "language_model." + parameterName
@@ -101,6 +165,14 @@ internal sealed class InternVlFamily : ModelFamily
     public override ModelTokenizer LoadTokenizer(string dir, ModelConfig config)
     {
         var template = InternVlTemplates.For(config.TemplateName, Path.Combine(dir, ModelConfig.FileName));
+        // chat() calls tokenizer(query): a tokenizer with add_bos_token (InternLM2Tokenizer, LlamaTokenizer) puts BOS first
+        var tokConfig = Path.Combine(dir, "tokenizer_config.json");
+        if (File.Exists(tokConfig) && ConfigJson.Parse(tokConfig) is var tc && tc.Optional<bool?>("add_bos_token") == true)
+        {
+            string bos = tc.Optional<string>("bos_token") ?? (tc.Section("bos_token")?.Optional<string>("content"))
+                ?? throw tc.Invalid("bos_token", "is missing, but add_bos_token is true");
+            template = template with { SystemPrefix = bos + template.SystemPrefix };
+        }
         return TokenizerWith(dir, template, $"template '{config.TemplateName}'");
     }
 

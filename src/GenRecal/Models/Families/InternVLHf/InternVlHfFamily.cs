@@ -118,7 +118,7 @@ internal sealed class InternVlHfFamily : ModelFamily
     static readonly (string Old, string New)[] EarlierPrefixes =
         [("vision_tower.", Vision), ("multi_modal_projector.", Projector), ("language_model.model.", Text), ("language_model.lm_head.", "lm_head.")];
 
-    public override void FromFiles(Dictionary<string, Tensor> tensors, Dictionary<string, string> files)
+    public override void FromFiles(ModelConfig config, Dictionary<string, Tensor> tensors, Dictionary<string, string> files)
     {
         foreach (var key in tensors.Keys.ToList())
             foreach (var (old, now) in EarlierPrefixes)
@@ -148,7 +148,7 @@ internal sealed class InternVlHfFamily : ModelFamily
         tensors.Remove(from);
     }
 
-    public override Dictionary<string, Tensor> ToFiles(Dictionary<string, Tensor> tensors)
+    public override Dictionary<string, Tensor> ToFiles(ModelConfig config, Dictionary<string, Tensor> tensors)
     {
         var result = new Dictionary<string, Tensor>();
         foreach (var (name, t) in tensors)
