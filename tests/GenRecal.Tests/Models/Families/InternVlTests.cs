@@ -120,7 +120,7 @@ public class InternVlTests
     [InlineData(null, "template", "\"phi3-chat\"", "phi3-chat")]
     [InlineData(null, "model_type", "\"mllama\"", "internvl_chat")]
     [InlineData("vision_config", "norm_type", "\"batch_norm\"", "batch_norm")]
-    [InlineData("llm_config", "architectures", """["InternLM2ForCausalLM"]""", "InternLM2ForCausalLM")]
+    [InlineData("llm_config", "architectures", """["Phi3ForCausalLM"]""", "Phi3ForCausalLM")]
     public void Unsupported_settings_are_refused_by_name(string? section, string key, string value, string named)
     {
         var dir = TinyInternVl(TestSupport.TempDir());
