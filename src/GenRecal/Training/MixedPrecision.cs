@@ -65,12 +65,4 @@ public sealed class MixedPrecision : IDisposable
     {
         foreach (var m in masters.Values) m.Dispose();
     }
-
-    /// <summary>The dtype named by a config or CLI value.</summary>
-    public static ScalarType Parse(string dtype, string source) => dtype switch
-    {
-        Fp32 => ScalarType.Float32,
-        Bf16 => ScalarType.BFloat16,
-        _ => throw new ArgumentException($"{source}: dtype '{dtype}' is not supported (fp32, bf16)"),
-    };
 }
