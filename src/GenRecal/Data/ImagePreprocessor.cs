@@ -22,15 +22,30 @@ public static class ImagePreprocessor
     /// and SKBitmap.Decode returns it half grey without a word.</summary>
     public static string? Problem(string path)
     {
-        if (!File.Exists(path)) return $"image not found: {path}";
+        using var bitmap = DecodeWhole(path, SKAlphaType.Premul, out var problem);
+        return problem;
+    }
+
+    /// <summary>The whole image as RGBA8888 with <paramref name="alpha"/>, or null and why not (missing, not PNG/JPEG,
+    /// over <see cref="MaxImagePixels"/>, truncated or corrupt).</summary>
+    static SKBitmap? DecodeWhole(string path, SKAlphaType alpha, out string? problem)
+    {
+        problem = null;
+        if (!File.Exists(path)) { problem = $"image not found: {path}"; return null; }
         using var codec = SKCodec.Create(path);
-        if (codec is null) return $"image is not a decodable PNG or JPEG: {path}";
+        if (codec is null) { problem = $"image is not a decodable PNG or JPEG: {path}"; return null; }
         var info = codec.Info;
         if (info.Width <= 0 || info.Height <= 0 || (long)info.Width * info.Height > MaxImagePixels)
-            return $"image is {info.Width}x{info.Height} pixels; the limit is {MaxImagePixels} pixels: {path}";
-        using var bitmap = new SKBitmap(new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        {
+            problem = $"image is {info.Width}x{info.Height} pixels; the limit is {MaxImagePixels} pixels: {path}";
+            return null;
+        }
+        var bitmap = new SKBitmap(new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, alpha));
         var result = codec.GetPixels(bitmap.Info, bitmap.GetPixels());
-        return result == SKCodecResult.Success ? null : $"image is truncated or corrupt ({result}): {path}";
+        if (result == SKCodecResult.Success) return bitmap;
+        bitmap.Dispose();
+        problem = $"image is truncated or corrupt ({result}): {path}";
+        return null;
     }
 
     public static Tensor Preprocess(SKBitmap image, VisionConfig v)
@@ -64,12 +79,9 @@ public static class ImagePreprocessor
     public static (byte[] Rgb, int Width, int Height) DecodeRgb(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: image not found", path);
-        if (Problem(path) is { } problem) throw new InvalidDataException($"{path}: {problem}");
-        using var codec = SKCodec.Create(path);
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var bitmap = new SKBitmap(info);
-        var result = codec.GetPixels(info, bitmap.GetPixels());
-        if (result != SKCodecResult.Success) throw new InvalidDataException($"{path}: image is truncated or corrupt ({result})");
+        // decoded once: the checks Problem makes come with the pixels
+        using var bitmap = DecodeWhole(path, SKAlphaType.Unpremul, out var problem) ?? throw new InvalidDataException($"{path}: {problem}");
+        var info = bitmap.Info;
         var rgba = bitmap.Bytes;
         var rgb = new byte[info.Width * info.Height * 3];
         for (int i = 0, n = info.Width * info.Height; i < n; i++)

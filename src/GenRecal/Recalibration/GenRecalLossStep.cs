@@ -43,8 +43,15 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         return stack(rows).MoveToOuterDisposeScope();
     }
 
-    public static Tensor Hidden(CausalLanguageModel model, ModelBatch batch) =>
-        model.Body(InputEmbeds(model, batch), batch.AttentionMask, Positions(model, batch));
+    public static Tensor Hidden(CausalLanguageModel model, ModelBatch batch) => EmbedsAndHidden(model, batch).Hidden;
+
+    /// <summary>A model's input embeddings for the batch and its last hidden states over them (with the family's own
+    /// positions): the pass the teacher's features are cut from.</summary>
+    public static (Tensor Embeds, Tensor Hidden) EmbedsAndHidden(CausalLanguageModel model, ModelBatch batch)
+    {
+        var embeds = InputEmbeds(model, batch);
+        return (embeds, model.Body(embeds, batch.AttentionMask, Positions(model, batch)));
+    }
 
     public static Tensor InputEmbeds(CausalLanguageModel model, ModelBatch batch) => model.EmbedInputs(batch.InputIds, batch.Pixels, batch.Grids);
 

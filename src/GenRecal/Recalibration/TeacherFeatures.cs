@@ -20,8 +20,7 @@ public sealed record TeacherFeatures(Tensor Question, Tensor AnswerInput, Teache
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var t = GenRecalLossStep.SplitOf(batch);
-        var embeds = GenRecalLossStep.InputEmbeds(teacher, batch);
-        var zl = teacher.Body(embeds, batch.AttentionMask, GenRecalLossStep.Positions(teacher, batch));                                                          // [B, Tl, Dt]
+        var (embeds, zl) = GenRecalLossStep.EmbedsAndHidden(teacher, batch);                                         // [B, Tl, Dt]
         var zql = GenRecalLossStep.Segments(zl, [.. t.QuestionLengths.Select(_ => 0)], t.QuestionLengths);          // [B, Lq, Dt]
         var zal = GenRecalLossStep.Segments(zl, t.AnswerStarts, t.AnswerLengths);                                    // [B, La, Dt]
         var input = source == AnswerSource.TeacherHidden ? zal : GenRecalLossStep.Segments(embeds, t.AnswerStarts, t.AnswerLengths);

@@ -147,8 +147,7 @@ public sealed class TeacherFeatureStore : IDisposable
         using var batch = collator.Collate(chunk);
         PassTokens += batch.Tokens;
         var split = GenRecalLossStep.SplitOf(batch);
-        var embeds = GenRecalLossStep.InputEmbeds(teacher.Model, batch);
-        var zl = teacher.Model.Body(embeds, batch.AttentionMask, GenRecalLossStep.Positions(teacher.Model, batch));                                   // [B, Tl, Dt]
+        var (embeds, zl) = GenRecalLossStep.EmbedsAndHidden(teacher.Model, batch);                   // [B, Tl, Dt]
         var zal = GenRecalLossStep.Segments(zl, split.AnswerStarts, split.AnswerLengths);            // [B, La, Dt]
         var (rows, _) = GenRecalLossStep.ScoredRows(batch, split);                                   // [N]
         using var dist = TeacherDistribution.FromLogits(teacher.Model.Head(zal.reshape(-1, zal.shape[2]).index_select(0, rows)), temperature, topK);
