@@ -53,7 +53,7 @@ class RMSNorm(nn.Module):
 
 
 def rotary(positions, head_dim, theta, dtype):
-    inv_freq = (1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)).to(torch.float32)
+    inv_freq = (1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)).to(positions.device, torch.float32)
     freqs = positions.to(torch.float32).unsqueeze(-1) * inv_freq      # [B, T, D/2]
     emb = torch.cat([freqs, freqs], -1).unsqueeze(1)                  # [B, 1, T, D]
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -138,9 +138,9 @@ class CausalLM(nn.Module):
     def forward(self, ids):
         b, t = ids.shape
         h = self.embed_tokens(ids)
-        positions = torch.arange(t).unsqueeze(0).expand(b, t)
+        positions = torch.arange(t, device=ids.device).unsqueeze(0).expand(b, t)
         cos, sin = rotary(positions, self.c["head_dim"], self.c["theta"], h.dtype)
-        mask = causal_mask(b, t, torch.float32 if self.c.get("fp32_mask") else h.dtype)
+        mask = causal_mask(b, t, torch.float32 if self.c.get("fp32_mask") else h.dtype).to(ids.device)
         for layer in self.layers:
             h = layer(h, cos, sin, mask)
         h = self.norm(h)
@@ -180,6 +180,7 @@ def main():
     p.add_argument("--theta", type=float)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for tools/cuda-probe's GPU comparison")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=3, help="timed training steps (forward passes: the same count)")
     p.add_argument("--skip-forward", action="store_true")
@@ -196,11 +197,12 @@ def main():
     c["fp32_mask"] = a.fp32_mask
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = CausalLM(c)
+    model = CausalLM(c).to(a.device)
     if a.dtype == "bf16":
         model = model.to(torch.bfloat16)
-    ids = torch.randint(0, c["vocab"], (c["batch"], c["seq"]))
-    targets = torch.randint(0, c["vocab"], (c["batch"], c["seq"]))
+    ids = torch.randint(0, c["vocab"], (c["batch"], c["seq"])).to(a.device)
+    targets = torch.randint(0, c["vocab"], (c["batch"], c["seq"])).to(a.device)
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     tokens = ids.numel()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -223,13 +225,17 @@ def main():
         fwd = None
         if not a.skip_forward:
             with torch.no_grad():
+                sync()
                 t0 = time.perf_counter()
                 for _ in range(a.steps):
                     model(ids)
+                sync()
                 fwd = a.steps * tokens / (time.perf_counter() - t0)
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.steps):
             train_step()
+        sync()
         train = a.steps * tokens / (time.perf_counter() - t0)
         return fwd, train
 

@@ -38,8 +38,8 @@ public sealed class LanguageModel : nn.Module
         long b = inputsEmbeds.shape[0], t = inputsEmbeds.shape[1], past = cache?.Length ?? 0;
         if (Config.DynamicRope && past + t > Config.MaxPositionEmbeddings)
             throw new ArgumentException($"{past + t} positions exceed max_position_embeddings {Config.MaxPositionEmbeddings}, beyond which dynamic rope scaling (not implemented) would change the rotary frequencies");
-        positionIds ??= AttentionMask.Positions(b, t, past, attentionMask);
-        var mask = AttentionMask.Causal(b, t, past, attentionMask, dtype: inputsEmbeds.dtype);
+        positionIds ??= AttentionMask.Positions(b, t, past, attentionMask, inputsEmbeds.device);
+        var mask = AttentionMask.Causal(b, t, past, attentionMask, dtype: inputsEmbeds.dtype, device: inputsEmbeds.device);
         var (cos, sin) = rotary.Compute(positionIds, inputsEmbeds.dtype);
         var h = inputsEmbeds;
         for (int i = 0; i < layers.Count; i++) h = layers[i].Forward(h, cos, sin, mask, cache, i);

@@ -25,24 +25,48 @@ namespace GenRecal.Tests.Models.Families;
 /// Logits are compared within the 1e-3 (measured here: InternVL below 1e-4; Qwen2.5-VL 1.4e-4, the random
 /// vision tower amplifying float32 rounding — the reference's own second implementation differs from it by up to 2.9e-4);
 /// greedy tokens must be identical (the smallest top-1/top-2 margin in the references is 0.28).
+/// The three checkpoints that transformers itself supports (InternVL -hf, Qwen2-VL, Qwen2.5-VL) are also compared with
+/// what transformers 5.17 computes (hf-transformers.{json,safetensors}, written by tools/hf-fixtures/check_vlm_fixtures.py
+/// on a GPU machine's PyTorch 2.11, float32 eager, slow PIL processors): its processor's pixel values and ids, its logits
+/// at every prompt position, its M-RoPE positions and its 8 greedy tokens.
 /// </summary>
 public class ReferenceParityTests
 {
-    public static TheoryData<string, string> Checkpoints => new()
+    /// <summary>The independent ports' expectations (tools/reference).</summary>
+    const string Port = "expected";
+    /// <summary>HF transformers' own outputs for the checkpoints it can load.</summary>
+    const string Transformers = "hf-transformers";
+
+    public static TheoryData<string, string, string> Checkpoints => new()
     {
-        { "internvl", "internvl2_5-qwen2" }, { "internvl", "internvl2_5-llama-6bvit" }, { "internvl", "internvl2_5-internlm2" },
-        { "qwen2vl", "qwen2-vl" }, { "qwen2vl", "qwen2.5-vl" }, { "internvl-hf", "internvl3-hf" },
+        { "internvl", "internvl2_5-qwen2", Port }, { "internvl", "internvl2_5-llama-6bvit", Port }, { "internvl", "internvl2_5-internlm2", Port },
+        { "qwen2vl", "qwen2-vl", Port }, { "qwen2vl", "qwen2.5-vl", Port }, { "internvl-hf", "internvl3-hf", Port },
+        { "qwen2vl", "qwen2-vl", Transformers }, { "qwen2vl", "qwen2.5-vl", Transformers }, { "internvl-hf", "internvl3-hf", Transformers },
     };
 
-    sealed record Reference(JsonNode Expected, Dictionary<string, Tensor> Tensors, string Dir, string Image);
+    /// <summary>One source's expectations for a checkpoint. The cases' messages and prompts always come from expected.json;
+    /// the numbers from <paramref name="Source"/>.safetensors, whose key names differ between the two writers.</summary>
+    sealed record Reference(string Source, JsonNode Expected, Dictionary<string, Tensor> Tensors, string Dir, string Image)
+    {
+        bool FromTransformers => Source == Transformers;
+        public Tensor PixelValues => Tensors[FromTransformers ? "processor.pixel_values" : "pixel_values"];
+        public int[] PromptIds(string kind) => FromTransformers
+            ? Tensors[$"processor.{kind}.input_ids"].data<long>().Select(i => (int)i).ToArray()
+            : Ints(Expected["cases"]![kind]!["input_ids"]!);
+        public int[] GeneratedIds(string kind) => FromTransformers
+            ? Tensors[$"{kind}.generated_ids"].data<long>().Select(i => (int)i).ToArray()
+            : Ints(Expected["cases"]![kind]!["generated_ids"]!);
+        public Tensor? PromptLogits(string kind) => Tensors.GetValueOrDefault($"{kind}.prompt_logits");
+        public Tensor LastLogits(string kind) => FromTransformers ? Tensors[$"{kind}.prompt_logits"][-1] : Tensors[$"{kind}.first_step_logits"];
+    }
 
-    static Reference Load(string family, string name)
+    static Reference Load(string family, string name, string source)
     {
         var dir = TestSupport.Fixture(family, name);
         var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")))!;
         // the -hf fixture uses the original-format fixture's image by relative path
         var image = expected["preprocess"]?["image"] is JsonValue v ? Path.GetFullPath(Path.Combine(dir, (string)v!)) : TestSupport.Fixture(family, "image.png");
-        return new(expected, Safetensors.Load(Path.Combine(dir, "expected.safetensors")), dir, image);
+        return new(source, expected, Safetensors.Load(Path.Combine(dir, source + ".safetensors")), dir, image);
     }
 
     static int[] Ints(JsonNode node) => node.AsArray().Select(n => (int)n!).ToArray();
@@ -66,22 +90,22 @@ public class ReferenceParityTests
 
     [Theory]
     [MemberData(nameof(Checkpoints))]
-    public void Pixel_values_and_image_token_count_match_the_processor(string family, string name)
+    public void Pixel_values_and_image_token_count_match_the_processor(string family, string name, string source)
     {
-        var r = Load(family, name);
+        var r = Load(family, name, source);
         using var pm = Pretrained.Load(r.Dir);
         var image = pm.Vlm!.LoadImage(r.Image);
-        Close(r.Tensors["pixel_values"], image.Values, 1e-6, "pixel_values");
-        int pads = Ints(r.Expected["cases"]!["image"]!["input_ids"]!).Count(i => i == pm.Config.ImageTokenId);
+        Close(r.PixelValues, image.Values, 1e-6, "pixel_values");
+        int pads = r.PromptIds("image").Count(i => i == pm.Config.ImageTokenId);
         Assert.Equal(pads, pm.Vlm.ImageTokens(image));
         Assert.Equal(pads, pm.Vlm.ImageTokensFor(r.Image));
     }
 
     [Theory]
     [MemberData(nameof(Checkpoints))]
-    public void Prompt_ids_follow_the_family_template_and_tokenizer(string family, string name)
+    public void Prompt_ids_follow_the_family_template_and_tokenizer(string family, string name, string source)
     {
-        var r = Load(family, name);
+        var r = Load(family, name, source);
         using var pm = Pretrained.Load(r.Dir);
         foreach (var kind in new[] { "image", "text" })
         {
@@ -89,12 +113,12 @@ public class ReferenceParityTests
             if (HasSystemTurn(c))
             {
                 // the template cannot add a per-conversation system turn; the tokenizer must still give the reference's ids
-                Assert.Equal(Ints(c["input_ids"]!), pm.Tokenizer.Encode((string)c["prompt"]!));
+                Assert.Equal(r.PromptIds(kind), pm.Tokenizer.Encode((string)c["prompt"]!));
                 continue;
             }
             int imageTokens = kind == "image" ? pm.Vlm!.ImageTokensFor(r.Image) : 0;
             var ids = ChatEncoder.EncodePrompt(pm.Tokenizer, Question(c), imageTokens);
-            Assert.Equal(Ints(c["input_ids"]!), ids);
+            Assert.Equal(r.PromptIds(kind), ids);
             // the reference's prompt is chat()'s query; a tokenizer with add_bos_token puts BOS before it
             int skip = r.Expected["bos_token_id"] is { } bos && ids[0] == (int)bos ? 1 : 0;
             Assert.Equal((string)c["prompt"]!, pm.Tokenizer.Decode(ids.Skip(skip)));
@@ -103,26 +127,25 @@ public class ReferenceParityTests
 
     [Theory]
     [MemberData(nameof(Checkpoints))]
-    public void Logits_positions_and_greedy_tokens_match_the_reference(string family, string name)
+    public void Logits_positions_and_greedy_tokens_match_the_reference(string family, string name, string source)
     {
-        var r = Load(family, name);
+        var r = Load(family, name, source);
         using var pm = Pretrained.Load(r.Dir);
         using var noGrad = no_grad();
         int eos = (int)r.Expected["eos_token_id"]!;
         foreach (var kind in new[] { "image", "text" })
         {
-            var c = r.Expected["cases"]![kind]!;
-            var ids = Ints(c["input_ids"]!);
+            var ids = r.PromptIds(kind);
             var images = kind == "image" ? ImageBatch.Of([pm.Vlm!.LoadImage(r.Image)]) : null;
             var idTensor = tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0);
             var positions = pm.Vlm!.PositionIds(idTensor, null, images?.Grids);
             if (r.Tensors.TryGetValue($"{kind}.position_ids", out var expectedPositions))
                 Assert.Equal(expectedPositions.data<long>().ToArray(), (positions ?? arange(ids.Length).expand(3, -1)).reshape(3, -1).data<long>().ToArray());
             var logits = pm.Model.Head(pm.Model.Body(pm.Vlm.EmbedMultimodal(idTensor, images), positionIds: positions))[0]; // [T, V]
-            Close(r.Tensors[$"{kind}.first_step_logits"], logits[-1], 1e-3, $"{kind} first-step logits");
-            if (r.Tensors.TryGetValue($"{kind}.prompt_logits", out var all)) Close(all, logits, 1e-3, $"{kind} prompt logits");
+            Close(r.LastLogits(kind), logits[-1], 1e-3, $"{kind} first-step logits");
+            if (r.PromptLogits(kind) is { } all) Close(all, logits, 1e-3, $"{kind} prompt logits");
             var generated = TextGenerator.Generate(pm.Model, ids, new GenerationOptions { MaxNewTokens = 8, StopTokens = [eos] }, images);
-            Assert.Equal(Ints(c["generated_ids"]!).TakeWhile(t => t != eos), generated);
+            Assert.Equal(r.GeneratedIds(kind).TakeWhile(t => t != eos), generated);
         }
     }
 }
