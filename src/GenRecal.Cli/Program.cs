@@ -33,6 +33,7 @@ public static class Program
         GenerateCommand.Create(),
         InspectCommand.Create(),
         DistillCommand.Create(),
+        TeacherFeaturesCommand.Create(),
         PairReportCommand.Create(),
         MakeDataCommand.Create(),
         EvalCommand.Create(),
