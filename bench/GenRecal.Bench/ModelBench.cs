@@ -5,6 +5,7 @@ using System.Text.Json;
 using GenRecal.Demo;
 using GenRecal.Models;
 using GenRecal.Runtime;
+using GenRecal.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -35,10 +36,14 @@ static class ModelBench
         }, 4, 256, 2),
     ];
 
-    // The dtypes measured. MIXED PRECISION GOES HERE: when the lead's fp32-master-weights + bf16-compute training
-    // (src/GenRecal/Training, `--dtype bf16`) is in main, add "mixed" here and build its step in CSharpStep below;
-    // PyTorch's counterpart would be torch.autocast("cpu", dtype=torch.bfloat16) around the forward.
-    static readonly string[] AllDtypes = ["fp32", "bf16"];
+    // The dtypes measured: fp32; pure bf16 (weights and AdamW state in bf16: an upper bound, not how anyone trains); and
+    // mixed, the recipe's `--dtype bf16` (Training/MixedPrecision: bf16 compute, float32 master weights, gradients and
+    // AdamW state, the loss in float32), whose PyTorch counterpart is torch.autocast("cpu", dtype=torch.bfloat16)
+    // around the forward of a float32 model.
+    static readonly string[] AllDtypes = ["fp32", "bf16", "mixed"];
+
+    /// <summary>True for the dtypes whose matmuls run in bf16 (their MFU is against the bf16 peak).</summary>
+    static bool Bf16Compute(string dtype) => dtype is "bf16" or "mixed";
 
     sealed class Options
     {
@@ -109,7 +114,7 @@ static class ModelBench
                 row.PeakF32.Add(f32); row.PeakBf16.Add(bf16); row.PeakShapes.Add(shapes);
                 var a = ours.Measure(steps);
                 row.Ours.Add(a);
-                var line = new StringBuilder($"  #{r + 1} {dtype}: peaks fp32 {f32:F0}, bf16 {bf16:F0}, {dtype} model shapes {shapes:F0} GFLOP/s | ours fwd {a.Fwd:N0} train {a.Train:N0} tok/s (MFU {Mfu(row, a.Train, 3, dtype == "bf16" ? bf16 : f32):P0})");
+                var line = new StringBuilder($"  #{r + 1} {dtype}: peaks fp32 {f32:F0}, bf16 {bf16:F0}, {dtype} model shapes {shapes:F0} GFLOP/s | ours fwd {a.Fwd:N0} train {a.Train:N0} tok/s (MFU {Mfu(row, a.Train, 3, Bf16Compute(dtype) ? bf16 : f32):P0})");
                 if (theirs is not null)
                 {
                     var b = theirs.Measure();
@@ -218,7 +223,7 @@ static class ModelBench
             }
             return best;
         }
-        return (Square(ScalarType.Float32), Square(ScalarType.BFloat16), Shapes(dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32));
+        return (Square(ScalarType.Float32), Square(ScalarType.BFloat16), Shapes(Bf16Compute(dtype) ? ScalarType.BFloat16 : ScalarType.Float32));
     }
 
     /// <summary>Our model and training step: zero_grad, logits, cross-entropy over every position, backward, AdamW.</summary>
@@ -226,6 +231,7 @@ static class ModelBench
     {
         readonly CausalLanguageModel model;
         readonly optim.Optimizer opt;
+        readonly MixedPrecision? mixed;
         readonly Tensor ids, targets;
         readonly long vocab;
 
@@ -233,12 +239,17 @@ static class ModelBench
         {
             manual_seed(0);
             model = new CausalLanguageModel(s.Text);
-            if (dtype == "bf16") model.to(ScalarType.BFloat16);
+            if (Bf16Compute(dtype)) model.to(ScalarType.BFloat16);
             Params = model.CountParameters();
             vocab = s.Text.VocabSize;
             ids = randint(0, vocab, [s.Batch, s.Seq]);
             targets = randint(0, vocab, [s.Batch, s.Seq]);
-            opt = optim.AdamW(model.parameters(), 1e-4);
+            if (dtype == "mixed")
+            {
+                mixed = new MixedPrecision(model.named_parameters().Select(p => p.name), () => model.named_parameters().ToDictionary(p => p.name, p => p.parameter));
+                opt = optim.AdamW(mixed.Masters, 1e-4);
+            }
+            else opt = optim.AdamW(model.parameters(), 1e-4);
             using var region = new NoGcRegion();
             using (no_grad()) using (NewDisposeScope()) model.Logits(ids);
             Step();
@@ -258,8 +269,16 @@ static class ModelBench
             using var scope = NewDisposeScope();
             opt.zero_grad();
             var logits = model.Logits(ids);
-            nn.functional.cross_entropy(logits.view(-1, vocab), targets.view(-1)).backward();
+            if (mixed is null)
+            {
+                nn.functional.cross_entropy(logits.view(-1, vocab), targets.view(-1)).backward();
+                opt.step();
+                return;
+            }
+            nn.functional.cross_entropy(logits.view(-1, vocab).to(ScalarType.Float32), targets.view(-1)).backward();
+            mixed.AccumulateGradients();
             opt.step();
+            mixed.MastersToModels();
         }
 
         public Sample Measure(int steps)
@@ -277,6 +296,7 @@ static class ModelBench
         public void Dispose()
         {
             opt.Dispose();
+            mixed?.Dispose();
             model.Dispose();
             ids.Dispose();
             targets.Dispose();
@@ -344,7 +364,7 @@ static class ModelBench
     static void Sections(Size s, string dtype)
     {
         var c = s.Text;
-        var t = dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        var t = Bf16Compute(dtype) ? ScalarType.BFloat16 : ScalarType.Float32;
         manual_seed(0);
         using var model = new CausalLanguageModel(c);
         if (t == ScalarType.BFloat16) model.to(t);
@@ -473,25 +493,26 @@ static class ModelBench
             return v.Length == 1 ? med.ToString(fmt) : $"{med.ToString(fmt)} [{v[0].ToString(fmt)}–{v[^1].ToString(fmt)}]";
         }
         var sb = new StringBuilder();
-        sb.AppendLine("median [min–max] over repeats; MFU = train tok/s x 3 x FLOP/token / peak of the same repeat (fp32 rows: fp32 2048² peak; bf16 rows: bf16 2048² peak)");
+        sb.AppendLine("median [min–max] over repeats; MFU = train tok/s x 3 x FLOP/token / peak of the same repeat (fp32 rows: fp32 2048² peak; bf16 and mixed rows: bf16 2048² peak)");
         sb.AppendLine("| size | dtype | threads | fp32 peak GFLOP/s | bf16 peak | model-shape peak | fwd tok/s | train tok/s | train MFU | train MFU vs model shapes | PyTorch fwd | PyTorch train | ratio fwd | ratio train |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {
-            var peak = r.Dtype == "bf16" ? r.PeakBf16 : r.PeakF32;
+            var peak = Bf16Compute(r.Dtype) ? r.PeakBf16 : r.PeakF32;
             var mfu = r.Ours.Select((a, i) => Mfu(r, a.Train, 3, peak[i]) * 100);
             var mfuShapes = r.Ours.Select((a, i) => Mfu(r, a.Train, 3, r.PeakShapes[i]) * 100);
             int n = Math.Min(r.Ours.Count, r.Theirs.Count);
             sb.AppendLine($"| {r.Size} | {r.Dtype} | {r.Threads} | {Spread(r.PeakF32, "F0")} | {Spread(r.PeakBf16, "F0")} | {Spread(r.PeakShapes, "F0")} | {Spread(r.Ours.Select(a => a.Fwd), "N0")} | {Spread(r.Ours.Select(a => a.Train), "N0")} | {Spread(mfu, "F0")} % | {Spread(mfuShapes, "F0")} % | {Spread(r.Theirs.Select(a => a.Fwd), "N0")} | {Spread(r.Theirs.Select(a => a.Train), "N0")} | {Spread(Enumerable.Range(0, n).Select(i => r.Ours[i].Fwd / r.Theirs[i].Fwd), "F2")} | {Spread(Enumerable.Range(0, n).Select(i => r.Ours[i].Train / r.Theirs[i].Train), "F2")} |");
         }
-        // bf16 over fp32, repeat by repeat (the two dtypes alternate inside each repeat)
+        // bf16 and mixed over fp32, repeat by repeat (the dtypes alternate inside each repeat)
         foreach (var g in rows.GroupBy(r => (r.Size, r.Threads)))
+        foreach (var other in new[] { "bf16", "mixed" })
         {
             var f = g.FirstOrDefault(r => r.Dtype == "fp32");
-            var h = g.FirstOrDefault(r => r.Dtype == "bf16");
+            var h = g.FirstOrDefault(r => r.Dtype == other);
             if (f is null || h is null) continue;
             int n = Math.Min(f.Ours.Count, h.Ours.Count);
-            sb.AppendLine($"bf16 / fp32, {g.Key.Size}, {g.Key.Threads} thread(s): ours train {Spread(Enumerable.Range(0, n).Select(i => h.Ours[i].Train / f.Ours[i].Train), "F2")}, fwd {Spread(Enumerable.Range(0, n).Select(i => h.Ours[i].Fwd / f.Ours[i].Fwd), "F2")}"
+            sb.AppendLine($"{other} / fp32, {g.Key.Size}, {g.Key.Threads} thread(s): ours train {Spread(Enumerable.Range(0, n).Select(i => h.Ours[i].Train / f.Ours[i].Train), "F2")}, fwd {Spread(Enumerable.Range(0, n).Select(i => h.Ours[i].Fwd / f.Ours[i].Fwd), "F2")}"
                 + (f.Theirs.Count > 0 && h.Theirs.Count > 0 ? $"; PyTorch train {Spread(Enumerable.Range(0, Math.Min(f.Theirs.Count, h.Theirs.Count)).Select(i => h.Theirs[i].Train / f.Theirs[i].Train), "F2")}" : ""));
         }
         return sb.ToString();

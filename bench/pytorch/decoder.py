@@ -15,6 +15,7 @@ Prints one JSON line (tokens/s of the forward and of the training step, the FLOP
 --profile prints torch.autograd.profiler's per-op table of one training step instead.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -178,7 +179,8 @@ def main():
     p.add_argument("--bias", type=int, choices=(0, 1))
     p.add_argument("--tied", type=int, choices=(0, 1))
     p.add_argument("--theta", type=float)
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "mixed"),
+                   help="mixed: a float32 model under torch.autocast(bfloat16), the loss in float32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu, or cuda for tools/cuda-probe's GPU comparison")
     p.add_argument("--warmup", type=int, default=1)
@@ -206,9 +208,15 @@ def main():
     tokens = ids.numel()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
+    autocast = (lambda: torch.autocast(a.device.split(":")[0], dtype=torch.bfloat16)) if a.dtype == "mixed" \
+        else contextlib.nullcontext
+
     def train_step():
         opt.zero_grad()
-        logits = model(ids)
+        with autocast():
+            logits = model(ids)
+        if a.dtype == "mixed":
+            logits = logits.float()
         loss = F.cross_entropy(logits.view(-1, c["vocab"]), targets.view(-1))
         loss.backward()
         opt.step()
@@ -228,7 +236,8 @@ def main():
                 sync()
                 t0 = time.perf_counter()
                 for _ in range(a.steps):
-                    model(ids)
+                    with autocast():
+                        model(ids)
                 sync()
                 fwd = a.steps * tokens / (time.perf_counter() - t0)
         sync()
@@ -245,7 +254,7 @@ def main():
             params=sum(p.numel() for p in model.parameters()), flops_per_token=flops_per_token(c), config=c, **extra)),
             flush=True)
 
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         for _ in range(0 if a.skip_forward else a.warmup):
             model(ids)
     for _ in range(a.warmup):
