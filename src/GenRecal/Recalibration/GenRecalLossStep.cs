@@ -86,24 +86,18 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         var zs = Hidden(student, studentBatch);                                                   // [B, Ts, Ds]
         var zqs = Segments(zs, [.. s.QuestionLengths.Select(_ => 0)], s.QuestionLengths);          // [B, Lq_s, Ds]
         var answerIn = recalibrator.Project(tf.AnswerInput);                                       // [B, La, Ds]
-        bool regularize = stage == Stage.Alignment || config.RegularizerInStage2;
-        // Algorithm 1 recalibrates the student's question with the teacher's answer; Algorithm 2 (the regularizer) the
-        // teacher's own question through Proj-pre, keeping the bridge near the teacher's space. Both go through one call.
-        var r = regularize
-            ? BothPasses(zqs, s, recalibrator.Project(tf.Question), t, answerIn)                   // [2B, La, Dt]
-            : recalibrator.Forward(zqs, s.QuestionLengths, s.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions); // [B, La, Dt]
-        long n = rows.shape[0];
-        var scored = regularize ? cat([rows, rows + t.AnswerLengths.Length * r.shape[1]]) : rows;   // r's rows are [pass, B, La]
-        var logits = teacher.Head(ScoredOf(r, scored));                                           // [N or 2N, Vt]
-        var recalLogits = logits.narrow(0, 0, n);
+        var r = recalibrator.Forward(zqs, s.QuestionLengths, s.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions); // [B, La, Dt]
+        var recalLogits = teacher.Head(ScoredOf(r, rows));                                        // [N, Vt]
         var ceRecal = DistillationLosses.CrossEntropy(recalLogits, targets);
         var kl = DistillationLosses.ForwardKl(tf.Targets, recalLogits, config.KlTemperature);
         var w = config.LossWeights;
         var loss = ceRecal * w.CeRecal + kl * w.Kl;
         Tensor? regCe = null, regKl = null, ceStudent = null;
-        if (regularize)
+        if (stage == Stage.Alignment || config.RegularizerInStage2)
         {
-            var regLogits = logits.narrow(0, n, n);
+            // Algorithm 2: the teacher's own question features through Proj-pre keep the bridge near the teacher's space
+            var r2 = recalibrator.Forward(recalibrator.Project(tf.Question), t.QuestionLengths, t.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions);
+            var regLogits = teacher.Head(ScoredOf(r2, rows));                                     // [N, Vt]
             regCe = DistillationLosses.CrossEntropy(regLogits, targets);
             regKl = DistillationLosses.ForwardKl(tf.Targets, regLogits, config.KlTemperature);
             loss = loss + regCe * w.RegCe + regKl * w.RegKl;
@@ -114,31 +108,6 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
             loss = loss + ceStudent * w.CeStudent;
         }
         return new LossTerms(loss) { CeRecal = ceRecal, Kl = kl, RegCe = regCe, RegKl = regKl, CeStudent = ceStudent }.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// Algorithm 1's and Algorithm 2's Recalibrator passes as one call over 2B rows: the student's questions
-    /// <paramref name="zqs"/>, then the teacher's projected questions <paramref name="zqlProjected"/>, each row with its
-    /// example's answer input. Rows are independent (each has its own lengths and positions, padding is masked), so this
-    /// equals two calls; at the demo's widths one call on twice the rows costs much less than two (per-op overhead
-    /// dominates). Returns [2B, La, Dt]: the first B rows are r_al, the last B the regularizer's.
-    /// </summary>
-    Tensor BothPasses(Tensor zqs, Split s, Tensor zqlProjected, Split t, Tensor answerIn)
-    {
-        long tq = Math.Max(zqs.shape[1], zqlProjected.shape[1]);
-        return recalibrator.Forward(
-            cat([PadColumns(zqs, tq), PadColumns(zqlProjected, tq)]), [.. s.QuestionLengths, .. t.QuestionLengths],
-            cat([PadColumns(s.QuestionPositions, tq), PadColumns(t.QuestionPositions, tq)]),
-            cat([answerIn, answerIn]), [.. t.AnswerLengths, .. t.AnswerLengths], cat([t.AnswerPositions, t.AnswerPositions]));
-    }
-
-    /// <summary>x [B, T, ...] right-padded with zeros to <paramref name="length"/> columns.</summary>
-    static Tensor PadColumns(Tensor x, long length)
-    {
-        if (x.shape[1] == length) return x;
-        var padShape = x.shape.ToArray();
-        padShape[1] = length - x.shape[1];
-        return cat([x, zeros(padShape, x.dtype, x.device)], 1);
     }
 
     /// <summary>The scored rows of answer features [B, La, D] → [N, D].</summary>
