@@ -17,7 +17,7 @@ public static class DistillCommand
         var method = new Option<string?>("--method") { Description = $"how the student learns: {string.Join(", ", MethodNames)} (default: the config's method, genrecal)" };
         var stages = new Option<string?>("--stages") { Description = "comma-separated stages: 1,2,3 (genrecal; default all) or sft (the other methods' one stage)" };
         var steps = new Option<int?>("--steps") { Description = "optimizer steps per stage (overrides the config)" };
-        var dtype = new Option<string?>("--dtype") { Description = "fp32, or bf16 (bf16 compute, float32 master weights; student-only stages: sft, seqkd, 3)" };
+        var dtype = new Option<string?>("--dtype") { Description = "fp32, or bf16 (bf16 compute, float32 master weights and AdamW state; GenRecal stages 1-3, sft, seqkd)" };
         var batch = new Option<int?>("--batch-size") { Description = "examples per micro-batch (overrides the config)" };
         var config = new Option<string?>("--config") { Description = "training config JSON (see docs/ARCHITECTURE.md)" };
         var resume = new Option<bool>("--resume") { Description = "continue from OUT/checkpoints" };

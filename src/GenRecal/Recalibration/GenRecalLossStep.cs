@@ -13,6 +13,10 @@ namespace GenRecal.Recalibration;
 /// </summary>
 public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguageModel student, Recalibrator recalibrator, TrainingConfig config)
 {
+    /// <summary>The frozen teacher's dtype (float32): under bf16 mixed precision the Recalibrator's bf16 output is cast to
+    /// it before the teacher's head, so the scored logits and the losses on them stay float32.</summary>
+    readonly ScalarType teacherDtype = teacher.parameters().First().dtype;
+
     /// <summary>Per-model view of a batch split into question and answer parts.</summary>
     public sealed record Split(int[] QuestionLengths, int[] AnswerStarts, int[] AnswerLengths, Tensor QuestionPositions, Tensor AnswerPositions);
 
@@ -87,7 +91,7 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         var zqs = Segments(zs, [.. s.QuestionLengths.Select(_ => 0)], s.QuestionLengths);          // [B, Lq_s, Ds]
         var answerIn = recalibrator.Project(tf.AnswerInput);                                       // [B, La, Ds]
         var r = recalibrator.Forward(zqs, s.QuestionLengths, s.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions); // [B, La, Dt]
-        var recalLogits = teacher.Head(ScoredOf(r, rows));                                        // [N, Vt]
+        var recalLogits = TeacherHead(ScoredOf(r, rows));                                         // [N, Vt]
         var ceRecal = DistillationLosses.CrossEntropy(recalLogits, targets);
         var kl = DistillationLosses.ForwardKl(tf.Targets, recalLogits, config.KlTemperature);
         var w = config.LossWeights;
@@ -97,7 +101,7 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         {
             // Algorithm 2: the teacher's own question features through Proj-pre keep the bridge near the teacher's space
             var r2 = recalibrator.Forward(recalibrator.Project(tf.Question), t.QuestionLengths, t.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions);
-            var regLogits = teacher.Head(ScoredOf(r2, rows));                                     // [N, Vt]
+            var regLogits = TeacherHead(ScoredOf(r2, rows));                                      // [N, Vt]
             regCe = DistillationLosses.CrossEntropy(regLogits, targets);
             regKl = DistillationLosses.ForwardKl(tf.Targets, regLogits, config.KlTemperature);
             loss = loss + regCe * w.RegCe + regKl * w.RegKl;
@@ -109,6 +113,8 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         }
         return new LossTerms(loss) { CeRecal = ceRecal, Kl = kl, RegCe = regCe, RegKl = regKl, CeStudent = ceStudent }.MoveToOuterDisposeScope();
     }
+
+    Tensor TeacherHead(Tensor rows) => teacher.Head(rows.dtype == teacherDtype ? rows : rows.to(teacherDtype));
 
     /// <summary>The scored rows of answer features [B, La, D] → [N, D].</summary>
     static Tensor ScoredOf(Tensor answer, Tensor rows) => answer.reshape(-1, answer.shape[2]).index_select(0, rows);

@@ -42,8 +42,10 @@ public sealed class Recalibrator : nn.Module
     public LanguageModelConfig StudentBlock { get; }
     public int TeacherHidden { get; }
 
-    /// <summary>Proj-pre on teacher-space features [B, T, Dt] → [B, T, Ds].</summary>
-    public Tensor Project(Tensor teacherFeatures) => proj_pre.forward(teacherFeatures);
+    /// <summary>Proj-pre on teacher-space features [B, T, Dt] → [B, T, Ds], in the Recalibrator's dtype (the teacher's
+    /// features are float32; under bf16 mixed precision the Recalibrator computes in bf16).</summary>
+    public Tensor Project(Tensor teacherFeatures) =>
+        proj_pre.forward(teacherFeatures.dtype == proj_pre.weight!.dtype ? teacherFeatures : teacherFeatures.to(proj_pre.weight!.dtype));
 
     /// <param name="question">[B, Tq, Ds] question features in student width (z_qs, or Proj-pre(z_ql) for the regularizer)</param>
     /// <param name="questionLengths">real question length per row</param>
@@ -92,17 +94,17 @@ public sealed class Recalibrator : nn.Module
         }
         var x = source.index_select(0, tensor(index)).view(b, total, d);      // [B, Q+A, Ds]
         var padding = tensor(mask).view(b, total);
-        var (cos, sin) = rotary.Compute(tensor(positions).view(b, total));   // [B, 1, Q+A, hd]
+        var (cos, sin) = rotary.Compute(tensor(positions).view(b, total), x.dtype); // [B, 1, Q+A, hd], in the activations' dtype
         int last = layers.Count - 1;
         if (last > 0)
         {
-            var attn = AttentionMask.Causal(b, total, 0, padding);
+            var attn = AttentionMask.Causal(b, total, 0, padding, dtype: x.dtype);
             for (int l = 0; l < last; l++) x = layers[l].Forward(x, cos, sin, attn, null, l);
         }
         using var cache = new KvCache(layers.Count);
         var (k, v) = QuestionKeysValues(layers[last], x.narrow(1, 0, qMax), cos.narrow(2, 0, qMax), sin.narrow(2, 0, qMax));
         cache.Append(last, k, v);
-        var answerMask = AttentionMask.Causal(b, aMax, qMax, padding);        // [B, 1, A, Q+A]
+        var answerMask = AttentionMask.Causal(b, aMax, qMax, padding, dtype: x.dtype); // [B, 1, A, Q+A]
         var xa = layers[last].Forward(x.narrow(1, qMax, aMax), cos.narrow(2, qMax, aMax), sin.narrow(2, qMax, aMax), answerMask, cache, last);
         var real = padding.narrow(1, qMax, aMax).unsqueeze(-1).to(xa.dtype);  // [B, A, 1]
         var r = norm.forward(proj_post.forward(xa)) * real;                   // [B, A, Dt]

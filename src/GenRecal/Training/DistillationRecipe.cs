@@ -103,9 +103,9 @@ public sealed class DistillationRecipe : IDisposable
                 if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
             }
             data = Validated(loaded);
-            if (config.Dtype == MixedPrecision.Bf16 && (plan.Stages.Any(s => s.UsesTeacher()) || method.ScoresWithTeacher()))
-                throw new ArgumentException($"dtype bf16 is implemented for the stages that run the student alone (sft, seqkd, stage 3); " +
-                    $"{(method.ScoresWithTeacher() ? $"method '{method.Name()}'" : "stages 1-2")} run in fp32");
+            if (config.Dtype == MixedPrecision.Bf16 && method.ScoresWithTeacher())
+                throw new ArgumentException($"dtype bf16 is implemented for GenRecal's stages and the student-only methods (sft, seqkd); " +
+                    $"method '{method.Name()}' runs in fp32");
             if (teacher is not null)
             {
                 if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
@@ -271,12 +271,12 @@ public sealed class DistillationRecipe : IDisposable
     void RunStage(Stage stage, int startStep, List<Stage> completed, IProgress<TrainingProgress>? progress, CancellationToken cancel)
     {
         int total = stage == Stage.Sft ? config.StepsFor(3) : config.StepsFor((int)stage);
-        bool bf16 = config.Dtype == MixedPrecision.Bf16;
-        if (bf16) student.Model.to(ScalarType.BFloat16); // before the groups: a cast replaces the weight tensors
-        var trainable = ParameterGroups.Configure(stage, student.Model, stage.UsesTeacher() ? recalibrator : null, teacher?.Model, config);
+        var stageRecalibrator = stage.UsesTeacher() ? recalibrator : null;
+        var trainable = ParameterGroups.Configure(stage, student.Model, stageRecalibrator, teacher?.Model, config);
+        using var mixed = config.Dtype == MixedPrecision.Bf16 ? MixedStage(stageRecalibrator) : null;
+        if (mixed is not null) trainable = ParameterGroups.Configure(stage, student.Model, stageRecalibrator, teacher?.Model, config); // the cast's new tensors
         student.Model.train();
         recalibrator?.train();
-        using var mixed = bf16 ? new MixedPrecision(student.Model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name).ToList(), StudentWeights) : null;
         IList<Parameter> optimized = mixed is null ? trainable : mixed.Masters.ToList();
         var optimizer = optim.AdamW(optimized, config.LrStart, 0.9, 0.999, 1e-8, config.WeightDecay);
         if (startStep > 0 && resumeDir is not null)
@@ -339,31 +339,39 @@ public sealed class DistillationRecipe : IDisposable
             progress?.Report(new TrainingProgress(stage, step + 1, total, sums["loss"], lr, clock.Elapsed));
         }
         if (total == 0) SaveCheckpoint(stage, 0, true, completed, optimizer, 0, mixed);
-        if (mixed is not null) AsFloat32Masters(mixed); // the stage's result: the float32 masters, not their bf16 rounding
+        mixed?.AsFloat32(); // the stage's result: the float32 masters, not their bf16 rounding
         student.Model.eval();
         recalibrator?.eval();
     }
 
-    IReadOnlyDictionary<string, Parameter> StudentWeights() => student.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-
-    /// <summary>The student back in float32 holding the exact masters (so a checkpoint resumes exactly and the saved
-    /// student is not the bf16 rounding).</summary>
-    void AsFloat32Masters(MixedPrecision mixed)
+    /// <summary>bf16 mixed precision for a stage: float32 masters of the weights it trains (the student's and, in stages
+    /// 1-2, the Recalibrator's), taken from the float32 weights, then the student and the Recalibrator cast to bf16.
+    /// The frozen teacher stays float32: its features are cast into the Recalibrator, the Recalibrator's output back
+    /// before the teacher's head.</summary>
+    MixedPrecision MixedStage(Recalibrator? stageRecalibrator)
     {
-        student.Model.to(ScalarType.Float32);
-        mixed.MastersToModels();
+        IReadOnlyDictionary<string, Parameter> Weights()
+        {
+            var all = student.Model.named_parameters().ToDictionary(p => "student/" + p.name, p => p.parameter);
+            foreach (var (name, p) in stageRecalibrator?.named_parameters() ?? []) all["recalibrator/" + name] = p;
+            return all;
+        }
+        var mixed = new MixedPrecision(Weights().Where(p => p.Value.requires_grad).Select(p => p.Key).ToList(), Weights,
+            stageRecalibrator is null ? [student.Model] : [student.Model, stageRecalibrator]);
+        mixed.AsBf16();
+        return mixed;
     }
 
     void SaveCheckpoint(Stage stage, int step, bool stageComplete, List<Stage> completed, OptimizerHelper optimizer, long position, MixedPrecision? mixed)
     {
-        if (mixed is not null) AsFloat32Masters(mixed);
+        mixed?.AsFloat32();
         var state = new CheckpointState
         {
             Stage = stage, Step = step, StageComplete = stageComplete, DataPosition = position, RngSeed = config.Seed,
             CompletedStages = stageComplete ? [.. completed, stage] : [.. completed],
         };
         checkpoints.Save(state, student.Model, student.Config, student.Tokenizer, recalibrator, optimizer);
-        if (mixed is not null) student.Model.to(ScalarType.BFloat16);
+        mixed?.AsBf16();
     }
 
     /// <summary>Examples at data position <paramref name="position"/> of a stage: a seeded permutation per epoch.</summary>

@@ -16,12 +16,16 @@ public sealed class MixedPrecision : IDisposable
     public const string Bf16 = "bf16", Fp32 = "fp32";
     readonly Func<IReadOnlyDictionary<string, Parameter>> current;
     readonly Dictionary<string, Parameter> masters;
+    readonly nn.Module[] modules;
 
     /// <param name="trainable">names of the trained weights, as <paramref name="current"/> lists them</param>
-    /// <param name="current">every trainable module's weights by name, as they are now (bf16)</param>
-    public MixedPrecision(IEnumerable<string> trainable, Func<IReadOnlyDictionary<string, Parameter>> current)
+    /// <param name="current">every trainable module's weights by name, as they are now: create the masters from the
+    /// float32 weights (then <see cref="AsBf16"/>) so they start exact, not from their bf16 rounding</param>
+    /// <param name="modules">the modules <see cref="AsBf16"/> and <see cref="AsFloat32"/> cast</param>
+    public MixedPrecision(IEnumerable<string> trainable, Func<IReadOnlyDictionary<string, Parameter>> current, params nn.Module[] modules)
     {
         this.current = current;
+        this.modules = modules;
         var now = current();
         masters = trainable.ToDictionary(n => n, n =>
         {
@@ -59,6 +63,20 @@ public sealed class MixedPrecision : IDisposable
         var now = current();
         using var noGrad = no_grad();
         foreach (var (name, master) in masters) now[name].copy_(master);
+    }
+
+    /// <summary>Casts the modules to bf16 for compute (their weights become new tensors; the masters stay float32).</summary>
+    public void AsBf16()
+    {
+        foreach (var m in modules) m.to(ScalarType.BFloat16);
+    }
+
+    /// <summary>Casts the modules to float32 and copies the exact masters into them: what a checkpoint saves (so a resumed
+    /// run continues from the masters) and what a stage leaves (not the bf16 rounding).</summary>
+    public void AsFloat32()
+    {
+        foreach (var m in modules) m.to(ScalarType.Float32);
+        MastersToModels();
     }
 
     public void Dispose()

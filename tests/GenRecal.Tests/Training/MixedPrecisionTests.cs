@@ -1,4 +1,5 @@
 using GenRecal.Models;
+using GenRecal.Recalibration;
 using GenRecal.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -91,7 +92,7 @@ public class MixedPrecisionTests
     }
 }
 
-/// <summary>dtype bf16 through the recipe: SFT with float32 masters, checkpoints in float32, the stages it does not cover refused.</summary>
+/// <summary>dtype bf16 through the recipe: SFT and GenRecal's stages with float32 masters, checkpoints in float32, the methods it does not cover refused.</summary>
 public class MixedPrecisionRecipeTests
 {
     static DistillationRecipe Sft(string root, string dtype, int checkpointEvery)
@@ -122,16 +123,56 @@ public class MixedPrecisionRecipeTests
         Assert.All(saved.Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
     }
 
+    static DistillationRecipe GenRecalRun(string root, string dtype, int checkpointEvery)
+    {
+        var teacher = TinyPair.Teacher(root, scale: 0.5);
+        var student = TinyPair.Student(root);
+        return new DistillationRecipe(new DistillationPlan
+        {
+            TeacherDir = teacher, StudentDir = student, DataPath = TinyPair.WriteData(root), OutDir = Path.Combine(root, "genrecal-" + dtype),
+            Stages = [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
+            Config = new TrainingConfig { Steps = new() { [1] = 8, [2] = 8, [3] = 4 }, BatchSize = 4, LrStart = 1e-2, LrEnd = 1e-2, CheckpointEvery = checkpointEvery, Dtype = dtype },
+        });
+    }
+
     [Fact]
-    public void Bf16_is_refused_before_step_1_for_stages_that_run_the_teacher()
+    public void Bf16_genrecal_stages_follow_the_fp32_run_term_by_term_and_save_float32_weights()
+    {
+        var root = TestSupport.TempDir();
+        GenRecalRun(root, "fp32", 0).Run();
+        GenRecalRun(root, "bf16", 3).Run(); // mid-stage checkpoints cast the student and the Recalibrator to float32 and back
+        var a = MetricsLog.Read(Path.Combine(root, "genrecal-fp32", "metrics.jsonl")).ToList();
+        var b = MetricsLog.Read(Path.Combine(root, "genrecal-bf16", "metrics.jsonl")).ToList();
+        Assert.Equal(a.Count, b.Count);
+        Assert.Equal(20, a.Count);
+        int differing = 0;
+        for (int s = 0; s < a.Count; s++)
+            foreach (var term in new[] { "loss", "ce_recal", "kl", "reg_ce", "reg_kl", "ce_student" })
+            {
+                if (a[s][term] is not { } x) continue;
+                double fp32 = (double)x, bf16 = (double)b[s][term]!;
+                // bf16 rounds activations to 8 significant bits: each term within 3 % of float32's, or 0.01 absolute for
+                // terms near zero (stated tolerance)
+                Assert.True(Math.Abs(bf16 - fp32) <= Math.Max(0.03 * Math.Abs(fp32), 0.01), $"step {s + 1} {a[s]["stage_name"]} {term}: bf16 {bf16:F4} vs fp32 {fp32:F4}");
+                if (bf16 != fp32) differing++;
+            }
+        Assert.True(differing > 10, "bf16 and fp32 agree to the last digit: the run did not compute in bf16");
+        double kl1 = (double)a[0]["kl"]!, kl8 = (double)b[7]["kl"]!;
+        Assert.True(kl8 < 0.9 * kl1, $"the bf16 Recalibrator must learn in stage 1: kl {kl1:F3} → {kl8:F3}");
+        foreach (var file in new[] { Path.Combine("student", "model.safetensors"), Path.Combine("recalibrator", Recalibrator.WeightsFileName) })
+            Assert.All(GenRecal.Tensors.Safetensors.Load(Path.Combine(root, "genrecal-bf16", file)).Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
+    }
+
+    [Fact]
+    public void Bf16_is_refused_before_step_1_for_methods_that_score_with_the_teacher()
     {
         var root = TestSupport.TempDir();
         var e = Assert.Throws<ArgumentException>(() => new DistillationRecipe(new DistillationPlan
         {
             TeacherDir = TinyPair.Teacher(root), StudentDir = TinyPair.Student(root), DataPath = TinyPair.WriteData(root), OutDir = Path.Combine(root, "out"),
-            Stages = [Stage.Alignment], Config = new TrainingConfig { Dtype = "bf16" },
+            Stages = [Stage.Sft], Config = new TrainingConfig { Method = "uld", Dtype = "bf16" },
         }));
         Assert.Contains("bf16", e.Message);
-        Assert.Contains("stages 1-2", e.Message);
+        Assert.Contains("'uld'", e.Message);
     }
 }
