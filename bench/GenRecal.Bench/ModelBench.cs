@@ -426,8 +426,36 @@ static class ModelBench
         Time("step: optimizer", () => opt.step(), reps);
         loss?.Dispose();
         opt.Dispose();
+        if (dtype == "mixed") MixedSections(model, ids, targets, c.VocabSize, reps, results);
         foreach (var (name, ms) in results) Console.WriteLine($"    {name,-34} {ms,10:F2}");
-        Console.WriteLine($"    backward alone ≈ {results[^2].Ms - fwdLoss:F2} ms");
+        Console.WriteLine($"    backward alone ≈ {results.First(r => r.Name == "step: forward + loss + backward").Ms - fwdLoss:F2} ms");
+    }
+
+    /// <summary>The float32 master work of a mixed-precision step, each part timed alone after an untimed backward:
+    /// the bf16 gradients into the masters, AdamW on the masters, the masters back into the bf16 model.</summary>
+    static void MixedSections(CausalLanguageModel model, Tensor ids, Tensor targets, long vocab, int reps, List<(string Name, double Ms)> results)
+    {
+        using var mixed = new MixedPrecision(model.named_parameters().Select(p => p.name), () => model.named_parameters().ToDictionary(p => p.name, p => p.parameter));
+        using var opt = optim.AdamW(mixed.Masters, 1e-4);
+        var parts = new (string Name, Action Run)[]
+        {
+            ("mixed: zero master gradients", () => opt.zero_grad()),
+            ("mixed: bf16 gradients into masters", mixed.AccumulateGradients),
+            ("mixed: AdamW on float32 masters", () => opt.step()),
+            ("mixed: masters into bf16 model", mixed.MastersToModels),
+        };
+        var ms = new double[parts.Length];
+        for (int r = 0; r <= reps; r++)
+        {
+            using (NewDisposeScope()) nn.functional.cross_entropy(model.Logits(ids).view(-1, vocab).to(ScalarType.Float32), targets.view(-1)).backward();
+            for (int i = 0; i < parts.Length; i++)
+            {
+                var sw = Stopwatch.StartNew();
+                using (NewDisposeScope()) parts[i].Run();
+                if (r > 0) ms[i] += sw.Elapsed.TotalMilliseconds / reps; // the first round warms up
+            }
+        }
+        for (int i = 0; i < parts.Length; i++) results.Add((parts[i].Name, ms[i]));
     }
 
     /// <summary>GFLOP/s of each forward matmul shape, fp32 and bf16 (bench/pytorch/shapes.py prints PyTorch's).</summary>
