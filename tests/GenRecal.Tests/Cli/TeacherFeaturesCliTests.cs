@@ -68,4 +68,33 @@ public class TeacherFeaturesCliTests
         Assert.Equal(ExitCodes.InputError, code);
         Assert.Contains($"--part: '{part}'", err);
     }
+
+    [Fact]
+    public void Missing_or_bad_inputs_and_a_damaged_shard_exit_2_naming_the_file()
+    {
+        var root = TestSupport.TempDir();
+        var teacher = TinyPair.Teacher(root);
+        var data = TinyPair.WriteData(root);
+        var cache = Path.Combine(root, "features");
+        static void Refused((int Code, string Out, string Err) r, params string[] expected)
+        {
+            Assert.True(r.Code == ExitCodes.InputError, $"exit {r.Code}: {r.Err}");
+            foreach (var e in expected) Assert.Contains(e, r.Err);
+            Assert.DoesNotContain("   at ", r.Err);
+        }
+        Refused(CliTests.Run("teacher-features", "--teacher", Path.Combine(root, "nope"), "--data", data, "--out", cache), Path.Combine(root, "nope"));
+        Refused(CliTests.Run("teacher-features", "--teacher", teacher, "--data", Path.Combine(root, "none.jsonl"), "--out", cache), "none.jsonl");
+
+        var bad = Path.Combine(root, "bad.jsonl");
+        File.WriteAllLines(bad, [File.ReadLines(data).First(), "{not json", File.ReadLines(data).Last()]);
+        Refused(CliTests.Run("teacher-features", "--teacher", teacher, "--data", bad, "--out", cache), bad, "line 2", "allowing bad lines");
+        var (code, _, err) = CliTests.Run("teacher-features", "--teacher", teacher, "--data", bad, "--out", cache, "--allow-bad-lines");
+        Assert.True(code == ExitCodes.Success, err);
+        Assert.Contains("1 line(s)", err);
+
+        // a shard damaged after it was written is named, not silently recomputed or read
+        var shard = Directory.GetFiles(cache, "lines-*.safetensors", SearchOption.AllDirectories).Single();
+        File.WriteAllBytes(shard, [1, 2, 3]);
+        Refused(CliTests.Run("teacher-features", "--teacher", teacher, "--data", bad, "--out", cache, "--allow-bad-lines"), shard);
+    }
 }
