@@ -66,14 +66,14 @@ def apply_rotary(x, cos, sin):
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
-def causal_mask(batch, t, dtype):
+def causal_mask(batch, t, dtype, device="cpu"):
     """In the activations' dtype with that dtype's minimum where blocked, as transformers (and, since this bench's
     commit, src/GenRecal/Modules/AttentionMask.cs) build it; --fp32-mask gives the earlier float32 mask, which turns
     bf16 scores into float32 ones."""
-    qi = torch.arange(t).view(t, 1)
-    kj = torch.arange(t).view(1, t)
+    qi = torch.arange(t, device=device).view(t, 1)
+    kj = torch.arange(t, device=device).view(1, t)
     allowed = kj.le(qi).view(1, 1, t, t).expand(batch, 1, t, t)
-    return torch.zeros(batch, 1, t, t, dtype=dtype).masked_fill(allowed.logical_not(), torch.finfo(dtype).min)
+    return torch.zeros(batch, 1, t, t, dtype=dtype, device=device).masked_fill(allowed.logical_not(), torch.finfo(dtype).min)
 
 
 class Attention(nn.Module):
@@ -141,7 +141,7 @@ class CausalLM(nn.Module):
         h = self.embed_tokens(ids)
         positions = torch.arange(t, device=ids.device).unsqueeze(0).expand(b, t)
         cos, sin = rotary(positions, self.c["head_dim"], self.c["theta"], h.dtype)
-        mask = causal_mask(b, t, torch.float32 if self.c.get("fp32_mask") else h.dtype).to(ids.device)
+        mask = causal_mask(b, t, torch.float32 if self.c.get("fp32_mask") else h.dtype, ids.device)
         for layer in self.layers:
             h = layer(h, cos, sin, mask)
         h = self.norm(h)

@@ -47,6 +47,21 @@ var cfg = new LanguageModelConfig
     VocabSize = 50257, HiddenSize = 768, IntermediateSize = 2048, NumHiddenLayers = 12, NumAttentionHeads = 12,
     NumKeyValueHeads = 12, HeadDim = 64, RopeTheta = 10000, AttentionBias = true, TieWordEmbeddings = true,
 };
+Step("a left-padded batch whose padding mask the caller made on the CPU (the model moves it)", () =>
+{
+    manual_seed(0);
+    using var model = new CausalLanguageModel(cfg with { NumHiddenLayers = 2 });
+    using var ids = randint(0, cfg.VocabSize, [2, 16]);
+    using var padding = ones(2, 16, int64);
+    padding[1, ..4] = zeros(4, int64); // row 1: four padding tokens on the left
+    using var cpuLogits = model.Logits(ids, padding);
+    model.to(CUDA);
+    using var cudaLogits = model.Logits(ids.to(CUDA), padding);
+    double diff = (cudaLogits.cpu() - cpuLogits).abs().max().item<float>();
+    if (diff > 1e-3) throw new Exception($"CUDA logits differ from the CPU's by {diff}");
+    Console.WriteLine($"       max |cuda - cpu| logits {diff:g3}");
+});
+
 foreach (var dtype in new[] { float32, bfloat16 })
     Step($"GenRecal CausalLanguageModel 124M train step on cuda, {dtype}, batch 8 x 1024", () =>
     {

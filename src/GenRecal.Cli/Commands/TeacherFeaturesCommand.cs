@@ -52,8 +52,7 @@ public static class TeacherFeaturesCommand
         var examples = loaded.Examples.Where(e => collator.Problem(e) is null).ToList();
         if (examples.Count == 0) throw new InvalidDataException($"{dataPath}: the teacher can encode none of its examples");
         using var store = new TeacherFeatureStore(cacheDir, pm, dataPath, config);
-        int shards = examples.Select(TeacherFeatureStore.ShardOf).Distinct().Count(s => s % n == k - 1);
-        store.Fill(examples, collator, k - 1, n);
+        int shards = store.Fill(examples, collator, k - 1, n);
         AnsiConsole.MarkupLine($"part {k}/{n}: {shards} shard(s); the teacher ran on {store.Computed} example(s) in {store.PassSeconds:F1} s" +
                                (store.PassSeconds > 0 && store.PassTokens > 0 ? $" ({store.PassTokens / store.PassSeconds:N0} tokens/s)" : "") +
                                $"; store: [bold]{Markup.Escape(store.Dir)}[/]");

@@ -31,15 +31,16 @@ public sealed class LanguageModel : nn.Module
     /// <param name="inputsEmbeds">[B, T, hidden]</param>
     /// <param name="attentionMask">[B, S] 1 = token, 0 = padding, S = cached + T; null = no padding</param>
     /// <param name="positionIds">[B, T] ([3, B, T] with M-RoPE); null = derived from the mask and the cache length</param>
-    /// <param name="causal">false only for the tests' bidirectional sanity checks; decoders are causal</param>
     public Tensor Forward(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {
         using var scope = NewDisposeScope();
         long b = inputsEmbeds.shape[0], t = inputsEmbeds.shape[1], past = cache?.Length ?? 0;
         if (Config.DynamicRope && past + t > Config.MaxPositionEmbeddings)
             throw new ArgumentException($"{past + t} positions exceed max_position_embeddings {Config.MaxPositionEmbeddings}, beyond which dynamic rope scaling (not implemented) would change the rotary frequencies");
-        positionIds ??= AttentionMask.Positions(b, t, past, attentionMask, inputsEmbeds.device);
-        var mask = AttentionMask.Causal(b, t, past, attentionMask, dtype: inputsEmbeds.dtype, device: inputsEmbeds.device);
+        var device = inputsEmbeds.device;
+        if (attentionMask is not null) attentionMask = Devices.On(attentionMask, device);
+        positionIds = positionIds is null ? AttentionMask.Positions(b, t, past, attentionMask, device) : Devices.On(positionIds, device);
+        var mask = AttentionMask.Causal(b, t, past, attentionMask, dtype: inputsEmbeds.dtype, device: device);
         var (cos, sin) = rotary.Compute(positionIds, inputsEmbeds.dtype);
         var h = inputsEmbeds;
         for (int i = 0; i < layers.Count; i++) h = layers[i].Forward(h, cos, sin, mask, cache, i);

@@ -35,25 +35,23 @@ public sealed class RotaryEmbedding
     public (Tensor Cos, Tensor Sin) Compute(Tensor positionIds, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        var invFreq = OnDevice(this.invFreq, positionIds.device);
+        var frequencies = Devices.On(invFreq, positionIds.device);
         Tensor emb;
         if (positionIds.dim() == 3)
         {
             if (axisOfChannel is null) throw new ArgumentException("3-D position ids need an M-RoPE section");
-            var freqs3 = positionIds.to(ScalarType.Float32).unsqueeze(-1) * invFreq;   // [3, B, T, D/2]
+            var freqs3 = positionIds.to(ScalarType.Float32).unsqueeze(-1) * frequencies; // [3, B, T, D/2]
             var all = cat([freqs3, freqs3], -1);                                         // [3, B, T, D]
-            var index = OnDevice(axisOfChannel, positionIds.device).view(1, 1, 1, -1).expand(1, all.shape[1], all.shape[2], -1);
+            var index = Devices.On(axisOfChannel, positionIds.device).view(1, 1, 1, -1).expand(1, all.shape[1], all.shape[2], -1);
             emb = all.gather(0, index).squeeze(0).unsqueeze(1);                          // [B, 1, T, D]
         }
         else
         {
-            var freqs = positionIds.to(ScalarType.Float32).unsqueeze(-1) * invFreq; // [B, T, D/2]
+            var freqs = positionIds.to(ScalarType.Float32).unsqueeze(-1) * frequencies; // [B, T, D/2]
             emb = cat([freqs, freqs], -1).unsqueeze(1);                             // [B, 1, T, D]
         }
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
     }
-
-    static Tensor OnDevice(Tensor t, Device device) => t.device == device ? t : t.to(device);
 
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {

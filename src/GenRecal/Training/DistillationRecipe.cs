@@ -273,8 +273,7 @@ public sealed class DistillationRecipe : IDisposable
         int total = stage == Stage.Sft ? config.StepsFor(3) : config.StepsFor((int)stage);
         var stageRecalibrator = stage.UsesTeacher() ? recalibrator : null;
         var trainable = ParameterGroups.Configure(stage, student.Model, stageRecalibrator, teacher?.Model, config);
-        using var mixed = config.Dtype == MixedPrecision.Bf16 ? MixedStage(stageRecalibrator) : null;
-        if (mixed is not null) trainable = ParameterGroups.Configure(stage, student.Model, stageRecalibrator, teacher?.Model, config); // the cast's new tensors
+        using var mixed = config.Dtype == MixedPrecision.Bf16 ? MixedStage(stageRecalibrator) : null; // (Module.to keeps requires_grad)
         student.Model.train();
         recalibrator?.train();
         IList<Parameter> optimized = mixed is null ? trainable : mixed.Masters.ToList();
@@ -345,7 +344,8 @@ public sealed class DistillationRecipe : IDisposable
     }
 
     /// <summary>bf16 mixed precision for a stage: float32 masters of the weights it trains (the student's and, in stages
-    /// 1-2, the Recalibrator's), taken from the float32 weights, then the student and the Recalibrator cast to bf16.
+    /// 1-2, the Recalibrator's) and float32 copies of the ones it freezes, taken from the float32 weights, then the
+    /// student and the Recalibrator cast to bf16.
     /// The frozen teacher stays float32: its features are cast into the Recalibrator, the Recalibrator's output back
     /// before the teacher's head.</summary>
     MixedPrecision MixedStage(Recalibrator? stageRecalibrator)

@@ -16,24 +16,38 @@ public sealed class MixedPrecision : IDisposable
     public const string Bf16 = "bf16", Fp32 = "fp32";
     readonly Func<IReadOnlyDictionary<string, Parameter>> current;
     readonly Dictionary<string, Parameter> masters;
+    readonly Dictionary<string, Tensor> frozen;
     readonly nn.Module[] modules;
 
     /// <param name="trainable">names of the trained weights, as <paramref name="current"/> lists them</param>
-    /// <param name="current">every trainable module's weights by name, as they are now: create the masters from the
-    /// float32 weights (then <see cref="AsBf16"/>) so they start exact, not from their bf16 rounding</param>
+    /// <param name="current">every weight of the cast modules by name, as they are now: create this from the float32
+    /// weights (then <see cref="AsBf16"/>), so the masters start exact and the frozen weights come back exact</param>
     /// <param name="modules">the modules <see cref="AsBf16"/> and <see cref="AsFloat32"/> cast</param>
     public MixedPrecision(IEnumerable<string> trainable, Func<IReadOnlyDictionary<string, Parameter>> current, params nn.Module[] modules)
     {
         this.current = current;
         this.modules = modules;
         var now = current();
+        using var noGrad = no_grad();
+        Tensor Float32Copy(Tensor t) => t.detach().to(ScalarType.Float32).clone().DetachFromDisposeScope();
         masters = trainable.ToDictionary(n => n, n =>
         {
-            using var noGrad = no_grad();
-            var m = new Parameter(now[n].detach().to(ScalarType.Float32).clone());
+            var m = new Parameter(Float32Copy(now[n]));
             m.DetachFromDisposeScope();
             return m;
         });
+        // the weights nobody trains: a cast to bf16 and back would round them, and frozen means unchanged to the bit
+        frozen = modules.Length == 0 ? [] : now.Where(kv => !masters.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => Float32Copy(kv.Value));
+    }
+
+    /// <summary>Mixed precision over every weight of <paramref name="model"/>, all trained: the masters taken from its
+    /// weights as they are, then the model cast to bf16.</summary>
+    public static MixedPrecision Whole(nn.Module model)
+    {
+        IReadOnlyDictionary<string, Parameter> Weights() => model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var mixed = new MixedPrecision(Weights().Keys.ToList(), Weights, model);
+        mixed.AsBf16();
+        return mixed;
     }
 
     /// <summary>The float32 weights the optimizer updates.</summary>
@@ -71,16 +85,20 @@ public sealed class MixedPrecision : IDisposable
         foreach (var m in modules) m.to(ScalarType.BFloat16);
     }
 
-    /// <summary>Casts the modules to float32 and copies the exact masters into them: what a checkpoint saves (so a resumed
-    /// run continues from the masters) and what a stage leaves (not the bf16 rounding).</summary>
+    /// <summary>Casts the modules to float32 and copies the exact masters and the untouched frozen weights into them: what
+    /// a checkpoint saves (so a resumed run continues from the masters) and what a stage leaves (not the bf16 rounding).</summary>
     public void AsFloat32()
     {
         foreach (var m in modules) m.to(ScalarType.Float32);
+        var now = current();
+        using (no_grad())
+            foreach (var (name, original) in frozen) now[name].copy_(original);
         MastersToModels();
     }
 
     public void Dispose()
     {
         foreach (var m in masters.Values) m.Dispose();
+        foreach (var t in frozen.Values) t.Dispose();
     }
 }

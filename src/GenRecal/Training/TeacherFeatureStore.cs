@@ -91,15 +91,17 @@ public sealed class TeacherFeatureStore : IDisposable
     /// <summary>
     /// Computes every shard of <paramref name="examples"/> (all the examples of the data file the teacher can encode, so
     /// runs whose students accept different lines share shards) that is missing or stale, taking the shards whose index
-    /// is <paramref name="part"/> modulo <paramref name="parts"/>: parallel processes each take one part.
+    /// is <paramref name="part"/> modulo <paramref name="parts"/>: parallel processes each take one part. Returns the
+    /// number of shards in this part (computed or found current).
     /// </summary>
-    public void Fill(IReadOnlyList<ConversationExample> examples, Collator teacherCollator, int part = 0, int parts = 1)
+    public int Fill(IReadOnlyList<ConversationExample> examples, Collator teacherCollator, int part = 0, int parts = 1)
     {
         if (parts < 1 || part < 0 || part >= parts) throw new ArgumentException($"part {part} of {parts}: need 0 ≤ part < parts");
         var clock = Stopwatch.StartNew();
         teacher.Model.eval();
         using var noGc = new NoGcRegion();
-        foreach (var shard in examples.GroupBy(ShardOf).Where(g => g.Key % parts == part).OrderBy(g => g.Key))
+        var shards = examples.GroupBy(ShardOf).Where(g => g.Key % parts == part).OrderBy(g => g.Key).ToList();
+        foreach (var shard in shards)
         {
             var keys = shard.ToDictionary(Prefix, ExampleKey);
             if (Current(shard.Key, keys)) continue;
@@ -125,6 +127,7 @@ public sealed class TeacherFeatureStore : IDisposable
             Computed += shard.Count();
         }
         PassSeconds += clock.Elapsed.TotalSeconds;
+        return shards.Count;
     }
 
     /// <summary>Whether the shard exists and holds these examples, unchanged. A file that is not a valid safetensors file

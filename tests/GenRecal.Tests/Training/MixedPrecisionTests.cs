@@ -157,10 +157,51 @@ public class MixedPrecisionRecipeTests
                 if (bf16 != fp32) differing++;
             }
         Assert.True(differing > 10, "bf16 and fp32 agree to the last digit: the run did not compute in bf16");
-        double kl1 = (double)a[0]["kl"]!, kl8 = (double)b[7]["kl"]!;
+        double kl1 = (double)b[0]["kl"]!, kl8 = (double)b[7]["kl"]!;
         Assert.True(kl8 < 0.9 * kl1, $"the bf16 Recalibrator must learn in stage 1: kl {kl1:F3} → {kl8:F3}");
         foreach (var file in new[] { Path.Combine("student", "model.safetensors"), Path.Combine("recalibrator", Recalibrator.WeightsFileName) })
             Assert.All(GenRecal.Tensors.Safetensors.Load(Path.Combine(root, "genrecal-bf16", file)).Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
+    }
+
+    [Fact]
+    public void Weights_a_bf16_stage_freezes_come_out_bit_identical()
+    {
+        var root = TestSupport.TempDir();
+        var teacher = TinyPair.Teacher(root, scale: 0.5);
+        var student = TinyPair.Student(root);
+        var data = TinyPair.WriteData(root);
+        var config = new TrainingConfig
+        {
+            Steps = new() { [1] = 3, [2] = 3 }, BatchSize = 4, LrStart = 1e-2, LrEnd = 1e-2, CheckpointEvery = 1, Dtype = "bf16",
+            TrainRecalibratorInStage2 = false,
+        };
+        DistillationRecipe Run(string name, List<Stage> stages) => new(new DistillationPlan
+        {
+            TeacherDir = teacher, StudentDir = student, DataPath = data, OutDir = Path.Combine(root, name), Stages = stages, Config = config,
+        });
+        // stage 1 trains the Recalibrator only; stage 2 (here) the student's body only: checkpoints after every step cast
+        // both modules to float32 and back each time
+        using (var r = Run("stage1", [Stage.Alignment])) r.Run();
+        using (var r = Run("stages12", [Stage.Alignment, Stage.Distillation])) r.Run();
+        static Dictionary<string, Tensor> Weights(nn.Module m) => m.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        static void Identical(Dictionary<string, Tensor> before, Dictionary<string, Tensor> after, IEnumerable<string> names, string what)
+        {
+            var list = names.ToList();
+            Assert.NotEmpty(list);
+            foreach (var n in list) Assert.True(before[n].equal(after[n]).all().item<bool>() && before[n].dtype == after[n].dtype, $"{what}: {n} changed");
+        }
+        using var initial = Pretrained.Load(student);
+        using var afterStage1 = Pretrained.Load(Path.Combine(root, "stage1", "student"));
+        using var afterStage2 = Pretrained.Load(Path.Combine(root, "stages12", "student"));
+        var w0 = Weights(initial.Model);
+        Identical(w0, Weights(afterStage1.Model), w0.Keys, "stage 1 (student frozen)");
+        var trainedIn2 = ParameterGroups.StudentComponents(Stage.Distillation, config);
+        Identical(w0, Weights(afterStage2.Model), w0.Keys.Where(n => !trainedIn2.Contains(ModelComponents.Of(n))), "stage 2 (student head)");
+        Assert.Contains(w0.Keys, n => !w0[n].equal(Weights(afterStage2.Model)[n]).all().item<bool>()); // the body did train
+        using var rec1 = Recalibrator.Load(Path.Combine(root, "stage1", "recalibrator"));
+        using var rec12 = Recalibrator.Load(Path.Combine(root, "stages12", "recalibrator"));
+        var r1 = Weights(rec1);
+        Identical(r1, Weights(rec12), r1.Keys, "stage 2 (Recalibrator frozen)");
     }
 
     [Fact]
