@@ -78,22 +78,25 @@ public class DistillationRecipeTests
         Assert.NotNull(m[^1]["ce_student"]);
     }
 
-    [Fact]
-    public void Resume_from_a_mid_stage_checkpoint_reproduces_the_uninterrupted_run()
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16")] // the checkpoint holds the float32 masters; the resumed run's masters start from them
+    public void Resume_from_a_mid_stage_checkpoint_reproduces_the_uninterrupted_run(string dtype)
     {
+        var config = Quick() with { Dtype = dtype };
         var full = TestSupport.TempDir();
-        new DistillationRecipe(Plan(full, [Stage.Alignment, Stage.Distillation, Stage.FineTuning], Quick())).Run();
+        new DistillationRecipe(Plan(full, [Stage.Alignment, Stage.Distillation, Stage.FineTuning], config)).Run();
 
         var cut = TestSupport.TempDir();
         foreach (var d in new[] { "teacher", "student" }) CopyDir(Path.Combine(full, d), Path.Combine(cut, d));
         File.Copy(Path.Combine(full, "data.jsonl"), Path.Combine(cut, "data.jsonl"));
-        var interrupted = new DistillationRecipe(Plan(cut, [Stage.Alignment, Stage.Distillation, Stage.FineTuning], Quick()));
+        var interrupted = new DistillationRecipe(Plan(cut, [Stage.Alignment, Stage.Distillation, Stage.FineTuning], config));
         using (var cts = new CancellationTokenSource())
         {
             var progress = new SyncProgress(p => { if (p.Stage == Stage.Distillation && p.Step == 2) cts.Cancel(); });
             Assert.Throws<OperationCanceledException>(() => interrupted.Run(progress, cts.Token));
         }
-        new DistillationRecipe(Plan(cut, [Stage.Alignment, Stage.Distillation, Stage.FineTuning], Quick(), resume: true)).Run();
+        new DistillationRecipe(Plan(cut, [Stage.Alignment, Stage.Distillation, Stage.FineTuning], config, resume: true)).Run();
 
         var a = MetricsLog.Read(Path.Combine(full, "out", "metrics.jsonl"));
         var b = MetricsLog.Read(Path.Combine(cut, "out", "metrics.jsonl"));
