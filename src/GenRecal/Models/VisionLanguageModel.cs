@@ -71,7 +71,9 @@ public abstract class VisionLanguageModel : CausalLanguageModel
             if (slots != 0) throw new ArgumentException($"the input has {slots} image token positions but no image was given");
             return embeds.MoveToOuterDisposeScope();
         }
-        var features = ImageFeatures(pixels, grids).to(embeds.dtype);                      // [N, hidden]
+        // pixels arrive as float32; a model cast to bf16 (mixed precision) reads them in its own dtype, as transformers casts
+        // pixel_values to the vision tower's
+        var features = ImageFeatures(pixels.dtype == embeds.dtype ? pixels : pixels.to(embeds.dtype), grids).to(embeds.dtype); // [N, hidden]
         if (slots != features.shape[0])
             throw new ArgumentException($"the input has {slots} image token positions but the images give {features.shape[0]} features");
         var index = isImage.reshape(-1).nonzero().squeeze(1);                             // [N]

@@ -34,9 +34,11 @@ public class VisionPairTests
         m.named_parameters().Where(p => p.name.StartsWith(prefix)).ToDictionary(p => p.name, p => p.parameter.bytes.ToArray());
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void All_stages_run_across_image_token_layouts_and_the_vision_encoder_freezes_by_default(bool trainVision)
+    [InlineData(false, "fp32")]
+    [InlineData(true, "fp32")]
+    [InlineData(false, "bf16")] // the vision tower computes in bf16 too; frozen, it must still come out bit-identical
+    [InlineData(true, "bf16")]
+    public void All_stages_run_across_image_token_layouts_and_the_vision_encoder_freezes_by_default(bool trainVision, string dtype)
     {
         var root = TestSupport.TempDir();
         var (teacher, student, data) = Pair(root);
@@ -44,7 +46,7 @@ public class VisionPairTests
         {
             TeacherDir = teacher, StudentDir = student, DataPath = data, OutDir = Path.Combine(root, "out"),
             Stages = [Stage.Alignment, Stage.Distillation, Stage.FineTuning],
-            Config = new TrainingConfig { Steps = new() { [1] = 2, [2] = 2, [3] = 2 }, BatchSize = 3, LrStart = 1e-2, CheckpointEvery = 0, TrainVisionEncoder = trainVision },
+            Config = new TrainingConfig { Steps = new() { [1] = 2, [2] = 2, [3] = 2 }, BatchSize = 3, LrStart = 1e-2, CheckpointEvery = 0, TrainVisionEncoder = trainVision, Dtype = dtype },
         });
         var vision0 = Snapshot(recipe.Student.Model, "vision_model.");
         var projector0 = Snapshot(recipe.Student.Model, "mlp1.");
