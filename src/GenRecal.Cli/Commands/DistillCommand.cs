@@ -26,12 +26,7 @@ public static class DistillCommand
         var cmd = new Command("distill", "Distill a teacher into a student with GenRecal") { teacher, student, data, output, method, stages, steps, batch, config, resume, allowBad, features, dtype };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
-            var c = Configure(r.GetValue(config), r.GetValue(steps), r.GetValue(batch), r.GetValue(method));
-            if (r.GetValue(dtype) is { } d)
-            {
-                c = c with { Dtype = d };
-                c.Validate("--dtype");
-            }
+            var c = Configure(r.GetValue(config), r.GetValue(steps), r.GetValue(batch), r.GetValue(method), r.GetValue(dtype));
             var plan = new DistillationPlan
             {
                 TeacherDir = r.GetValue(teacher), StudentDir = r.GetValue(student)!, DataPath = r.GetValue(data)!, OutDir = r.GetValue(output)!,
@@ -49,7 +44,7 @@ public static class DistillCommand
     /// <summary>The methods by name; "genrecal-paper" is GenRecal with the paper's answer source (the teacher's answer features z_al).</summary>
     public static IEnumerable<string> MethodNames => DistillationMethods.ByName.Keys.Append("genrecal-paper");
 
-    public static TrainingConfig Configure(string? path, int? steps, int? batch, string? method = null)
+    public static TrainingConfig Configure(string? path, int? steps, int? batch, string? method = null, string? dtype = null)
     {
         var c = path is null ? new TrainingConfig() : TrainingConfig.Load(path);
         if (method is not null && !MethodNames.Contains(method))
@@ -58,6 +53,11 @@ public static class DistillCommand
         else if (method is not null) c = c with { Method = DistillationMethods.Parse(method, "--method").Name() };
         if (steps is { } s) c = c with { Steps = new() { [1] = s, [2] = s, [3] = s } };
         if (batch is { } b) c = c with { BatchSize = b };
+        if (dtype is not null)
+        {
+            c = c with { Dtype = dtype };
+            c.Validate("--dtype");
+        }
         c.Validate("command line");
         return c;
     }

@@ -21,13 +21,15 @@ public static class TeacherFeaturesCommand
         var data = new Option<string>("--data") { Description = "LLaVA-format JSON lines (the file distill will train on)", Required = true };
         var output = new Option<string>("--out") { Description = "the store's folder; give distill the same as --teacher-features", Required = true };
         var config = new Option<string?>("--config") { Description = "the training config distill will use: its max_length and kl_temperature are part of the store's key" };
+        var dtype = new Option<string?>("--dtype") { Description = "the dtype distill will use (fp32 or bf16): with bf16 a teacher stored in BF16 computes in BF16, which gives its own store" };
         var part = new Option<string?>("--part") { Description = "K/N: this process's share, the shards whose index is K-1 modulo N (default 1/1, all)" };
         var allowBad = new Option<bool>("--allow-bad-lines") { Description = "skip unreadable data lines (they are still reported)" };
-        var cmd = new Command("teacher-features", "Compute the teacher's stage 1-2 features once, optionally one part per process") { teacher, data, output, config, part, allowBad };
+        var cmd = new Command("teacher-features", "Compute the teacher's stage 1-2 features once, optionally one part per process") { teacher, data, output, config, dtype, part, allowBad };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var (k, n) = ParsePart(r.GetValue(part));
-            return Run(r.GetValue(teacher)!, r.GetValue(data)!, r.GetValue(output)!, DistillCommand.Configure(r.GetValue(config), null, null), k, n, r.GetValue(allowBad));
+            var c = DistillCommand.Configure(r.GetValue(config), null, null, dtype: r.GetValue(dtype));
+            return Run(r.GetValue(teacher)!, r.GetValue(data)!, r.GetValue(output)!, c, k, n, r.GetValue(allowBad));
         }));
         return cmd;
     }
@@ -47,6 +49,7 @@ public static class TeacherFeaturesCommand
         if (loaded.Problems.Count > 0 && !allowBad) throw new InvalidDataException(LlavaDataset.Unusable(dataPath, loaded.Problems).Message + " (allowing bad lines skips them)");
         using var pm = Pretrained.Load(teacherDir);
         ParameterGroups.Freeze(pm.Model);
+        MixedPrecision.CastFrozenTeacher(pm, config); // as distill will: the store's key includes the teacher's dtype
         using var collator = new Collator(pm.Model, pm.Tokenizer, config.MaxLength);
         // every example the teacher can encode, as a distill run stores them (whatever its student accepts)
         var examples = loaded.Examples.Where(e => collator.Problem(e) is null).ToList();

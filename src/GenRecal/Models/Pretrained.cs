@@ -9,6 +9,10 @@ namespace GenRecal.Models;
 /// <summary>A model with its config and tokenizer, as one directory in HuggingFace layout.</summary>
 public sealed record PretrainedModel(CausalLanguageModel Model, ModelConfig Config, ModelTokenizer Tokenizer, string Directory) : IDisposable
 {
+    /// <summary>The dtype every floating-point weight had in the checkpoint's files (BF16 for most released VLMs), or
+    /// Float32 when they were float32 or mixed. The model itself always loads in float32.</summary>
+    public ScalarType StoredDtype { get; init; } = ScalarType.Float32;
+
     /// <summary>The model as a VLM, or null for a text-only checkpoint.</summary>
     public VisionLanguageModel? Vlm => Model as VisionLanguageModel;
 
@@ -47,9 +51,9 @@ public static class Pretrained
         if (config.ImageTokenId is { } img && tokenizer.SpecialTokens.TryGetValue(tokenizer.Template.ImageContext, out var tokImg) && img != tokImg)
             throw new InvalidDataException($"{configPath}: image token id {img} differs from the tokenizer's '{tokenizer.Template.ImageContext}' id {tokImg}");
         var model = Create(config);
-        LoadWeights(model, dir, keyOf: n => config.Family.CheckpointKey(n, config), config: config);
+        var stored = LoadWeights(model, dir, keyOf: n => config.Family.CheckpointKey(n, config), config: config);
         model.eval();
-        return new PretrainedModel(model, config, tokenizer, dir);
+        return new PretrainedModel(model, config, tokenizer, dir) { StoredDtype = stored };
     }
 
     /// <summary>Writes the model in its family's own layout: its config.json, its checkpoint key names, the tokenizer files.</summary>
@@ -71,15 +75,17 @@ public static class Pretrained
         model.named_parameters().ToDictionary(p => keyOf?.Invoke(p.name) ?? p.name, p => (Tensor)p.parameter);
 
     /// <summary>Reads the weight files of <paramref name="dir"/> into <paramref name="model"/>; <paramref name="keyOf"/>
-    /// gives each parameter's name in the files.</summary>
-    public static void LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName, Func<string, string>? keyOf = null,
-                                   ModelConfig? config = null)
+    /// gives each parameter's name in the files. Returns the files' dtype when every weight had the same one (else Float32).</summary>
+    public static ScalarType LoadWeights(nn.Module model, string dir, string weightsFile = WeightsFileName, Func<string, string>? keyOf = null,
+                                         ModelConfig? config = null)
     {
         var (tensors, files) = ReadWeightFiles(dir, weightsFile);
         try
         {
+            var dtypes = tensors.Values.Select(t => t.dtype).Distinct().ToList();
             config?.Family.FromFiles(config, tensors, files);
             Assign(model, tensors, files, dir, keyOf ?? (n => n));
+            return dtypes.Count == 1 ? dtypes[0] : ScalarType.Float32;
         }
         finally
         {

@@ -27,7 +27,8 @@ public sealed record TeacherFeatures(Tensor Question, Tensor AnswerInput, Teache
         var (rows, _) = GenRecalLossStep.ScoredRows(batch, t);
         var logits = teacher.Head(zal.reshape(-1, zal.shape[2]).index_select(0, rows));                            // [N, Vt]
         var targets = TeacherDistribution.FromLogits(logits, temperature);
-        return new TeacherFeatures(zql.MoveToOuterDisposeScope(), input.MoveToOuterDisposeScope(), Moved(targets));
+        // float32 whatever the teacher computes in (a BF16 teacher's values are exact in float32): one stored format
+        return new TeacherFeatures(zql.to(ScalarType.Float32).MoveToOuterDisposeScope(), input.to(ScalarType.Float32).MoveToOuterDisposeScope(), Moved(targets));
     }
 
     static TeacherDistribution Moved(TeacherDistribution d)

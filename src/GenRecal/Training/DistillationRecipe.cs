@@ -100,6 +100,7 @@ public sealed class DistillationRecipe : IDisposable
                 teacher = Pretrained.Load(plan.TeacherDir!);
                 ParameterGroups.Freeze(teacher.Model);
                 teacher.Model.eval(); // never trained: any dropout stays off, so stored teacher features equal recomputed ones
+                MixedPrecision.CastFrozenTeacher(teacher, config);
                 if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
             }
             data = Validated(loaded);
@@ -210,6 +211,7 @@ public sealed class DistillationRecipe : IDisposable
     /// <summary>Things a user should know before the run (the CLI prints them).</summary>
     public List<string> Warnings { get; } = [];
     public PretrainedModel Student => student;
+    public PretrainedModel? Teacher => teacher;
     public Recalibrator? Recalibrator => recalibrator;
     public IReadOnlyList<ConversationExample> Data => data;
     /// <summary>The run's teacher-feature store once <see cref="Run"/> has filled it; null without GenRecal stages 1-2 or

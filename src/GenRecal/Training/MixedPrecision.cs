@@ -40,6 +40,13 @@ public sealed class MixedPrecision : IDisposable
         frozen = modules.Length == 0 ? [] : now.Where(kv => !masters.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => Float32Copy(kv.Value));
     }
 
+    /// <summary>The frozen teacher under <paramref name="config"/>: with dtype bf16, a teacher whose checkpoint holds BF16
+    /// weights computes in BF16 (a lossless cast: its values are BF16 already); otherwise it stays float32.</summary>
+    public static void CastFrozenTeacher(Models.PretrainedModel teacher, TrainingConfig config)
+    {
+        if (config.Dtype == Bf16 && teacher.StoredDtype == ScalarType.BFloat16) teacher.Model.to(ScalarType.BFloat16);
+    }
+
     /// <summary>Mixed precision over every weight of <paramref name="model"/>, all trained: the masters taken from its
     /// weights as they are, then the model cast to bf16.</summary>
     public static MixedPrecision Whole(nn.Module model)

@@ -23,8 +23,9 @@ public sealed record TeacherFeatureForm(int FullVocabularyLimit = 4096, int TopK
 /// seed that share a teacher and data share it. The teacher is frozen and in eval mode (no dropout), so stored
 /// features equal recomputed ones up to float rounding.
 /// <para>Layout: CACHE/&lt;key&gt;/, the key a hash of the teacher's identity (a hash of its files, as
-/// <see cref="TeacherAnswers.Identity"/>), the data file's SHA-256, max_length, the KL temperature and the
-/// distribution's form, so another teacher, data file or setting gets another folder and never reads stale features.
+/// <see cref="TeacherAnswers.Identity"/>), the data file's SHA-256, max_length, the KL temperature, the
+/// distribution's form and the teacher's compute dtype when not float32, so another teacher, data file or setting gets
+/// another folder and never reads stale features.
 /// store.json says what the key holds. Shards are safetensors files covering fixed ranges of data lines,
 /// lines-FFFFFFFFF-LLLLLLLLL.safetensors for lines F..L (<see cref="ShardLines"/> each); a shard holds every example of
 /// its lines the teacher can encode, tensors named L&lt;line&gt;/question [Lq, Dt], /answer_embeds and /answer_hidden
@@ -57,7 +58,10 @@ public sealed class TeacherFeatureStore : IDisposable
         var dataHash = TeacherAnswers.FileHash(dataPath);
         var formName = topK is { } k ? $"top{k}" : "full";
         var t = temperature.ToString("R", CultureInfo.InvariantCulture);
-        Dir = Path.Combine(cacheRoot, Hash($"{Format}\n{teacherId}\n{dataHash}\n{config.MaxLength}\n{t}\n{formName}"));
+        // a teacher computing in bf16 (mixed precision, BF16 checkpoint) gives other features: its own key (float32 keys unchanged)
+        var computeDtype = teacher.Model.parameters().First().dtype;
+        var dtypeKey = computeDtype == ScalarType.Float32 ? "" : $"\n{computeDtype}";
+        Dir = Path.Combine(cacheRoot, Hash($"{Format}\n{teacherId}\n{dataHash}\n{config.MaxLength}\n{t}\n{formName}{dtypeKey}"));
         var description = Path.Combine(Dir, "store.json");
         if (!File.Exists(description))
             AtomicFile.WriteAllText(description, new JsonObject
@@ -65,6 +69,7 @@ public sealed class TeacherFeatureStore : IDisposable
                 ["format"] = Format, ["teacher"] = Path.GetFullPath(teacher.Directory), ["teacher_identity"] = teacherId,
                 ["data"] = Path.GetFullPath(dataPath), ["data_sha256"] = dataHash, ["max_length"] = config.MaxLength,
                 ["temperature"] = temperature, ["form"] = formName, ["vocab_size"] = vocab, ["shard_lines"] = ShardLines,
+                ["teacher_dtype"] = computeDtype.ToString(),
             }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
     }
 

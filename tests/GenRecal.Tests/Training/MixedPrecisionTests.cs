@@ -205,6 +205,40 @@ public class MixedPrecisionRecipeTests
     }
 
     [Fact]
+    public void A_teacher_stored_in_bf16_computes_in_bf16_under_mixed_precision_with_its_own_feature_store()
+    {
+        var root = TestSupport.TempDir();
+        var teacher = TinyPair.Teacher(root, scale: 0.5);
+        // the teacher as released models are: every weight BF16 in the file
+        var file = Path.Combine(teacher, Pretrained.WeightsFileName);
+        var weights = GenRecal.Tensors.Safetensors.Load(file).ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.BFloat16));
+        GenRecal.Tensors.Safetensors.Save(file, weights, new Dictionary<string, string> { ["format"] = "pt" });
+        var student = TinyPair.Student(root);
+        var data = TinyPair.WriteData(root);
+        DistillationRecipe Run(string dtype) => new(new DistillationPlan
+        {
+            TeacherDir = teacher, StudentDir = student, DataPath = data, OutDir = Path.Combine(root, "out-" + dtype), Stages = [Stage.Alignment, Stage.Distillation],
+            Config = new TrainingConfig { Steps = new() { [1] = 2, [2] = 2 }, BatchSize = 4, CheckpointEvery = 0, Dtype = dtype },
+            TeacherFeatureCache = Path.Combine(root, "features"),
+        });
+        using var bf16 = Run("bf16");
+        using var fp32 = Run("fp32");
+        Assert.Equal(ScalarType.BFloat16, bf16.Teacher!.StoredDtype);
+        Assert.All(bf16.Teacher.Model.parameters(), p => Assert.Equal(ScalarType.BFloat16, p.dtype));
+        Assert.All(fp32.Teacher!.Model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        // the cast is lossless: the same values as the float32 load
+        var a = fp32.Teacher.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in bf16.Teacher.Model.named_parameters()) Assert.True(p.to(ScalarType.Float32).equal(a[name]).all().item<bool>(), name);
+        bf16.Run();
+        fp32.Run();
+        Assert.NotEqual(fp32.TeacherFeatures!.Dir, bf16.TeacherFeatures!.Dir); // other features, another store
+        Assert.Contains("BFloat16", File.ReadAllText(Path.Combine(bf16.TeacherFeatures.Dir, "store.json")));
+        var m = MetricsLog.Read(Path.Combine(root, "out-bf16", "metrics.jsonl")).ToList();
+        Assert.Equal(4, m.Count);
+        Assert.All(m, r => Assert.True(double.IsFinite((double)r["loss"]!)));
+    }
+
+    [Fact]
     public void Bf16_is_refused_before_step_1_for_methods_that_score_with_the_teacher()
     {
         var root = TestSupport.TempDir();
