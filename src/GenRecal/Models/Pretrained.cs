@@ -29,6 +29,8 @@ public static class Pretrained
 {
     public const string WeightsFileName = "model.safetensors";
     public const string IndexFileName = "model.safetensors.index.json";
+    /// <summary>Tensors some checkpoints carry that the model recomputes (transformers wrote them before 4.3x).</summary>
+    const string SkippedSuffix = "rotary_emb.inv_freq";
 
     public static CausalLanguageModel Create(ModelConfig config) => config.Family.CreateModel(config);
 
@@ -82,7 +84,8 @@ public static class Pretrained
         var (tensors, files) = ReadWeightFiles(dir, weightsFile);
         try
         {
-            var dtypes = tensors.Values.Select(t => t.dtype).Distinct().ToList();
+            // the weights' dtypes, not those of tensors the loader skips (old checkpoints' float32 rotary inv_freq)
+            var dtypes = tensors.Where(kv => !kv.Key.EndsWith(SkippedSuffix, StringComparison.Ordinal)).Select(kv => kv.Value.dtype).Distinct().ToList();
             config?.Family.FromFiles(config, tensors, files);
             Assign(model, tensors, files, dir, keyOf ?? (n => n));
             return dtypes.Count == 1 ? dtypes[0] : ScalarType.Float32;
@@ -138,7 +141,7 @@ public static class Pretrained
         var parameters = model.named_parameters().ToDictionary(p => keyOf(p.name), p => p.parameter);
         var missing = parameters.Keys.Where(k => !tensors.ContainsKey(k)).ToList();
         // HF drops lm_head.weight from tied checkpoints; with tied embeddings we have no lm_head at all.
-        var unexpected = tensors.Keys.Where(k => !parameters.ContainsKey(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+        var unexpected = tensors.Keys.Where(k => !parameters.ContainsKey(k) && !k.EndsWith(SkippedSuffix, StringComparison.Ordinal)).ToList();
         var problems = new List<string>();
         if (missing.Count > 0) problems.Add($"missing keys: {string.Join(", ", missing.Take(20))}{(missing.Count > 20 ? $" (+{missing.Count - 20} more)" : "")}");
         if (unexpected.Count > 0) problems.Add($"unexpected keys: {string.Join(", ", unexpected.Take(20))}{(unexpected.Count > 20 ? $" (+{unexpected.Count - 20} more)" : "")}");

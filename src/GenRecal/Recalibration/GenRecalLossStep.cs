@@ -13,8 +13,8 @@ namespace GenRecal.Recalibration;
 /// </summary>
 public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguageModel student, Recalibrator recalibrator, TrainingConfig config)
 {
-    /// <summary>The frozen teacher's dtype (float32): under bf16 mixed precision the Recalibrator's bf16 output is cast to
-    /// it before the teacher's head, so the scored logits and the losses on them stay float32.</summary>
+    /// <summary>The frozen teacher's dtype (float32, or BF16 for a BF16 checkpoint under mixed precision): the
+    /// Recalibrator's output is cast to it before the teacher's head; the losses compute in float32 either way.</summary>
     readonly ScalarType teacherDtype = teacher.parameters().First().dtype;
 
     /// <summary>Per-model view of a batch split into question and answer parts.</summary>

@@ -27,7 +27,7 @@ public sealed record TeacherFeatures(Tensor Question, Tensor AnswerInput, Teache
         var (rows, _) = GenRecalLossStep.ScoredRows(batch, t);
         var logits = teacher.Head(zal.reshape(-1, zal.shape[2]).index_select(0, rows));                            // [N, Vt]
         var targets = TeacherDistribution.FromLogits(logits, temperature);
-        // float32 whatever the teacher computes in (a BF16 teacher's values are exact in float32): one stored format
+        // float32 whatever the teacher computes in (a BF16 teacher's values are exact in float32), as the store keeps them
         return new TeacherFeatures(zql.to(ScalarType.Float32).MoveToOuterDisposeScope(), input.to(ScalarType.Float32).MoveToOuterDisposeScope(), Moved(targets));
     }
 

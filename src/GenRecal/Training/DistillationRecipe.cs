@@ -100,7 +100,8 @@ public sealed class DistillationRecipe : IDisposable
                 teacher = Pretrained.Load(plan.TeacherDir!);
                 ParameterGroups.Freeze(teacher.Model);
                 teacher.Model.eval(); // never trained: any dropout stays off, so stored teacher features equal recomputed ones
-                MixedPrecision.CastFrozenTeacher(teacher, config);
+                // GenRecal's stages 1-2 only: seqkd's answers are generated (and cached) in float32 whatever the dtype
+                if (plan.Stages.Any(s => s.UsesTeacher())) MixedPrecision.CastFrozenTeacher(teacher, config);
                 if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
             }
             data = Validated(loaded);
@@ -211,7 +212,7 @@ public sealed class DistillationRecipe : IDisposable
     /// <summary>Things a user should know before the run (the CLI prints them).</summary>
     public List<string> Warnings { get; } = [];
     public PretrainedModel Student => student;
-    public PretrainedModel? Teacher => teacher;
+    internal PretrainedModel? Teacher => teacher;
     public Recalibrator? Recalibrator => recalibrator;
     public IReadOnlyList<ConversationExample> Data => data;
     /// <summary>The run's teacher-feature store once <see cref="Run"/> has filled it; null without GenRecal stages 1-2 or
@@ -348,8 +349,8 @@ public sealed class DistillationRecipe : IDisposable
     /// <summary>bf16 mixed precision for a stage: float32 masters of the weights it trains (the student's and, in stages
     /// 1-2, the Recalibrator's) and float32 copies of the ones it freezes, taken from the float32 weights, then the
     /// student and the Recalibrator cast to bf16.
-    /// The frozen teacher stays float32: its features are cast into the Recalibrator, the Recalibrator's output back
-    /// before the teacher's head.</summary>
+    /// The frozen teacher is not cast here (<see cref="MixedPrecision.CastFrozenTeacher"/>): its features are cast into
+    /// the Recalibrator, the Recalibrator's output to the teacher's dtype before its head.</summary>
     MixedPrecision MixedStage(Recalibrator? stageRecalibrator)
     {
         IReadOnlyDictionary<string, Parameter> Weights()

@@ -17,6 +17,7 @@ public sealed class MixedPrecision : IDisposable
     readonly Func<IReadOnlyDictionary<string, Parameter>> current;
     readonly Dictionary<string, Parameter> masters;
     readonly Dictionary<string, Tensor> frozen;
+    readonly Dictionary<string, Tensor>[] buffers;
     readonly nn.Module[] modules;
 
     /// <param name="trainable">names of the trained weights, as <paramref name="current"/> lists them</param>
@@ -38,6 +39,9 @@ public sealed class MixedPrecision : IDisposable
         });
         // the weights nobody trains: a cast to bf16 and back would round them, and frozen means unchanged to the bit
         frozen = modules.Length == 0 ? [] : now.Where(kv => !masters.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => Float32Copy(kv.Value));
+        // floating buffers (Qwen2-VL's vision rotary frequencies) are cast with the module too, and put back the same way
+        buffers = modules.Select(m => m.named_buffers().Where(b => b.buffer.is_floating_point())
+            .ToDictionary(b => b.name, b => Float32Copy(b.buffer))).ToArray();
     }
 
     /// <summary>The frozen teacher under <paramref name="config"/>: with dtype bf16, a teacher whose checkpoint holds BF16
@@ -99,13 +103,18 @@ public sealed class MixedPrecision : IDisposable
         foreach (var m in modules) m.to(ScalarType.Float32);
         var now = current();
         using (no_grad())
+        {
             foreach (var (name, original) in frozen) now[name].copy_(original);
+            for (int i = 0; i < modules.Length; i++)
+                foreach (var (name, buffer) in modules[i].named_buffers())
+                    if (buffers[i].TryGetValue(name, out var original)) buffer.copy_(original);
+        }
         MastersToModels();
     }
 
     public void Dispose()
     {
         foreach (var m in masters.Values) m.Dispose();
-        foreach (var t in frozen.Values) t.Dispose();
+        foreach (var t in frozen.Values.Concat(buffers.SelectMany(b => b.Values))) t.Dispose();
     }
 }

@@ -60,7 +60,8 @@ public sealed class TeacherFeatureStore : IDisposable
         var t = temperature.ToString("R", CultureInfo.InvariantCulture);
         // a teacher computing in bf16 (mixed precision, BF16 checkpoint) gives other features: its own key (float32 keys unchanged)
         var computeDtype = teacher.Model.parameters().First().dtype;
-        var dtypeKey = computeDtype == ScalarType.Float32 ? "" : $"\n{computeDtype}";
+        var dtypeName = computeDtype switch { ScalarType.Float32 => MixedPrecision.Fp32, ScalarType.BFloat16 => MixedPrecision.Bf16, _ => computeDtype.ToString() };
+        var dtypeKey = computeDtype == ScalarType.Float32 ? "" : $"\n{dtypeName}";
         Dir = Path.Combine(cacheRoot, Hash($"{Format}\n{teacherId}\n{dataHash}\n{config.MaxLength}\n{t}\n{formName}{dtypeKey}"));
         var description = Path.Combine(Dir, "store.json");
         if (!File.Exists(description))
@@ -69,7 +70,7 @@ public sealed class TeacherFeatureStore : IDisposable
                 ["format"] = Format, ["teacher"] = Path.GetFullPath(teacher.Directory), ["teacher_identity"] = teacherId,
                 ["data"] = Path.GetFullPath(dataPath), ["data_sha256"] = dataHash, ["max_length"] = config.MaxLength,
                 ["temperature"] = temperature, ["form"] = formName, ["vocab_size"] = vocab, ["shard_lines"] = ShardLines,
-                ["teacher_dtype"] = computeDtype.ToString(),
+                ["teacher_dtype"] = dtypeName,
             }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
     }
 

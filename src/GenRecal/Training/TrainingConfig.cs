@@ -47,11 +47,11 @@ public sealed record TrainingConfig
     /// <summary>Whether the Recalibrator keeps training in stage 2 (paper's table: jointly; its figure: frozen).</summary>
     [JsonPropertyName("train_recalibrator_in_stage2")] public bool TrainRecalibratorInStage2 { get; init; } = true;
 
+    /// <summary>"fp32", or "bf16": bf16 compute with float32 master weights and optimizer state (<see cref="MixedPrecision"/>),
+    /// in GenRecal's stages 1-3, sft and seqkd; kd and uld refuse it.</summary>
+    [JsonPropertyName("dtype")] public string Dtype { get; init; } = MixedPrecision.Fp32;
     /// <summary>Whether the student's vision encoder trains in stages 2-3 and SFT. The paper keeps it frozen
     /// (real students come with a pretrained encoder); a model built from scratch, as in the demo, needs it.</summary>
-    /// <summary>"fp32", or "bf16": bf16 compute with float32 master weights and optimizer state (<see cref="MixedPrecision"/>);
-    /// implemented for the stages that run the student alone (sft, seqkd, stage 3).</summary>
-    [JsonPropertyName("dtype")] public string Dtype { get; init; } = MixedPrecision.Fp32;
     [JsonPropertyName("train_vision_encoder")] public bool TrainVisionEncoder { get; init; }
 
     [JsonIgnore] public Baselines.DistillationMethod MethodKind => Baselines.DistillationMethods.Parse(Method, "training config: method");

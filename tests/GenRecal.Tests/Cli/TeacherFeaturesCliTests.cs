@@ -97,4 +97,25 @@ public class TeacherFeaturesCliTests
         File.WriteAllBytes(shard, [1, 2, 3]);
         Refused(CliTests.Run("teacher-features", "--teacher", teacher, "--data", bad, "--out", cache, "--allow-bad-lines"), shard);
     }
+
+    [Fact]
+    public void With_dtype_bf16_a_bf16_teacher_fills_the_store_that_a_bf16_distill_reads()
+    {
+        var root = TestSupport.TempDir();
+        var teacher = TinyPair.Teacher(root, scale: 0.5);
+        TinyPair.StoreAsBf16(teacher);
+        var student = TinyPair.Student(root);
+        var data = TinyPair.WriteData(root);
+        var cache = Path.Combine(root, "features");
+        var (code, _, err) = CliTests.Run("teacher-features", "--teacher", teacher, "--data", data, "--out", cache, "--dtype", "bf16");
+        Assert.True(code == ExitCodes.Success, err);
+        var shard = Directory.GetFiles(cache, "lines-*.safetensors", SearchOption.AllDirectories).Single();
+        Assert.Contains("\"bf16\"", File.ReadAllText(Path.Combine(Path.GetDirectoryName(shard)!, "store.json")));
+        var written = File.GetLastWriteTimeUtc(shard);
+        (code, _, err) = CliTests.Run("distill", "--teacher", teacher, "--student", student, "--data", data, "--out", Path.Combine(root, "out"),
+            "--stages", "1,2", "--steps", "2", "--dtype", "bf16", "--teacher-features", cache);
+        Assert.True(code == ExitCodes.Success, err);
+        Assert.Single(Directory.GetFiles(cache, "lines-*.safetensors", SearchOption.AllDirectories)); // the same store, not a second one
+        Assert.Equal(written, File.GetLastWriteTimeUtc(shard));
+    }
 }

@@ -92,6 +92,37 @@ public class MixedPrecisionTests
     }
 }
 
+/// <summary>A module with a floating buffer beside its weight, as Qwen2-VL's vision rotary frequencies are.</summary>
+sealed class WithBuffer : nn.Module
+{
+    public readonly TorchSharp.Modules.Parameter weight = new(randn(4, 4));
+    public WithBuffer() : base(nameof(WithBuffer))
+    {
+        register_buffer("frequencies", tensor(new[] { 1.0f / 3, 1.0f / 7, 1e-4f / 3 }));
+        RegisterComponents();
+    }
+}
+
+public class MixedPrecisionBufferTests
+{
+    [Fact]
+    public void A_floating_buffer_cast_to_bf16_and_back_comes_out_bit_identical()
+    {
+        var m = new WithBuffer();
+        var original = m.named_buffers().Single().buffer.clone();
+        IReadOnlyDictionary<string, TorchSharp.Modules.Parameter> Weights() => m.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using var mixed = new MixedPrecision(["weight"], Weights, m);
+        mixed.AsBf16();
+        var rounded = m.named_buffers().Single().buffer;
+        Assert.Equal(ScalarType.BFloat16, rounded.dtype);
+        Assert.False(rounded.to(ScalarType.Float32).equal(original).all().item<bool>()); // these values are not bf16-exact
+        mixed.AsFloat32();
+        var back = m.named_buffers().Single().buffer;
+        Assert.Equal(ScalarType.Float32, back.dtype);
+        Assert.True(back.equal(original).all().item<bool>(), "the buffer came back bf16-rounded");
+    }
+}
+
 /// <summary>dtype bf16 through the recipe: SFT and GenRecal's stages with float32 masters, checkpoints in float32, the methods it does not cover refused.</summary>
 public class MixedPrecisionRecipeTests
 {
@@ -143,24 +174,30 @@ public class MixedPrecisionRecipeTests
         GenRecalRun(root, "bf16", 3).Run(); // mid-stage checkpoints cast the student and the Recalibrator to float32 and back
         var a = MetricsLog.Read(Path.Combine(root, "genrecal-fp32", "metrics.jsonl")).ToList();
         var b = MetricsLog.Read(Path.Combine(root, "genrecal-bf16", "metrics.jsonl")).ToList();
-        Assert.Equal(a.Count, b.Count);
         Assert.Equal(20, a.Count);
+        AssertFollowsFp32(a, b, minDiffering: 10);
+        double kl1 = (double)b[0]["kl"]!, kl8 = (double)b[7]["kl"]!;
+        Assert.True(kl8 < 0.9 * kl1, $"the bf16 Recalibrator must learn in stage 1: kl {kl1:F3} → {kl8:F3}");
+        foreach (var file in new[] { Path.Combine("student", "model.safetensors"), Path.Combine("recalibrator", Recalibrator.WeightsFileName) })
+            Assert.All(GenRecal.Tensors.Safetensors.Load(Path.Combine(root, "genrecal-bf16", file)).Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
+    }
+
+    /// <summary>bf16 rounds activations to 8 significant bits: each logged term within 3 % of float32's, or 0.01 absolute
+    /// for terms near zero (the stated tolerance), and at least <paramref name="minDiffering"/> terms not equal to the last
+    /// digit (else the run did not compute in bf16).</summary>
+    static void AssertFollowsFp32(List<System.Text.Json.Nodes.JsonObject> a, List<System.Text.Json.Nodes.JsonObject> b, int minDiffering)
+    {
+        Assert.Equal(a.Count, b.Count);
         int differing = 0;
         for (int s = 0; s < a.Count; s++)
             foreach (var term in new[] { "loss", "ce_recal", "kl", "reg_ce", "reg_kl", "ce_student" })
             {
                 if (a[s][term] is not { } x) continue;
                 double fp32 = (double)x, bf16 = (double)b[s][term]!;
-                // bf16 rounds activations to 8 significant bits: each term within 3 % of float32's, or 0.01 absolute for
-                // terms near zero (stated tolerance)
                 Assert.True(Math.Abs(bf16 - fp32) <= Math.Max(0.03 * Math.Abs(fp32), 0.01), $"step {s + 1} {a[s]["stage_name"]} {term}: bf16 {bf16:F4} vs fp32 {fp32:F4}");
                 if (bf16 != fp32) differing++;
             }
-        Assert.True(differing > 10, "bf16 and fp32 agree to the last digit: the run did not compute in bf16");
-        double kl1 = (double)b[0]["kl"]!, kl8 = (double)b[7]["kl"]!;
-        Assert.True(kl8 < 0.9 * kl1, $"the bf16 Recalibrator must learn in stage 1: kl {kl1:F3} → {kl8:F3}");
-        foreach (var file in new[] { Path.Combine("student", "model.safetensors"), Path.Combine("recalibrator", Recalibrator.WeightsFileName) })
-            Assert.All(GenRecal.Tensors.Safetensors.Load(Path.Combine(root, "genrecal-bf16", file)).Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
+        Assert.True(differing >= minDiffering, $"only {differing} terms differ from float32's: the run did not compute in bf16");
     }
 
     [Fact]
@@ -209,10 +246,7 @@ public class MixedPrecisionRecipeTests
     {
         var root = TestSupport.TempDir();
         var teacher = TinyPair.Teacher(root, scale: 0.5);
-        // the teacher as released models are: every weight BF16 in the file
-        var file = Path.Combine(teacher, Pretrained.WeightsFileName);
-        var weights = GenRecal.Tensors.Safetensors.Load(file).ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.BFloat16));
-        GenRecal.Tensors.Safetensors.Save(file, weights, new Dictionary<string, string> { ["format"] = "pt" });
+        TinyPair.StoreAsBf16(teacher); // the teacher as released models are: every weight BF16 in the file
         var student = TinyPair.Student(root);
         var data = TinyPair.WriteData(root);
         DistillationRecipe Run(string dtype) => new(new DistillationPlan
@@ -232,10 +266,10 @@ public class MixedPrecisionRecipeTests
         bf16.Run();
         fp32.Run();
         Assert.NotEqual(fp32.TeacherFeatures!.Dir, bf16.TeacherFeatures!.Dir); // other features, another store
-        Assert.Contains("BFloat16", File.ReadAllText(Path.Combine(bf16.TeacherFeatures.Dir, "store.json")));
-        var m = MetricsLog.Read(Path.Combine(root, "out-bf16", "metrics.jsonl")).ToList();
-        Assert.Equal(4, m.Count);
-        Assert.All(m, r => Assert.True(double.IsFinite((double)r["loss"]!)));
+        Assert.Contains("\"teacher_dtype\": \"bf16\"", File.ReadAllText(Path.Combine(bf16.TeacherFeatures.Dir, "store.json")));
+        // the BF16 teacher's features and head in bf16 as well: still within the stated tolerance of the float32 run
+        AssertFollowsFp32(MetricsLog.Read(Path.Combine(root, "out-fp32", "metrics.jsonl")).ToList(),
+                          MetricsLog.Read(Path.Combine(root, "out-bf16", "metrics.jsonl")).ToList(), minDiffering: 4);
     }
 
     [Fact]

@@ -29,6 +29,14 @@ internal static class TinyPair
         return path;
     }
 
+    /// <summary>Rewrites a saved model's weights as BF16, as released checkpoints store them.</summary>
+    public static void StoreAsBf16(string modelDir)
+    {
+        var file = Path.Combine(modelDir, Pretrained.WeightsFileName);
+        var weights = GenRecal.Tensors.Safetensors.Load(file).ToDictionary(kv => kv.Key, kv => kv.Value.to(TorchSharp.torch.ScalarType.BFloat16));
+        GenRecal.Tensors.Safetensors.Save(file, weights, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
     static IEnumerable<string> Corpus => Conversations.SelectMany(c => new[] { c.Q, c.A, "\n" });
 
     /// <param name="scale">spread of the random weights: 0.05 gives near-uniform logits, larger a teacher with opinions</param>

@@ -165,7 +165,7 @@ public class ReferenceParityTests
         using var pm = Pretrained.Load(r.Dir);
         using var noGrad = no_grad();
         var ids = tensor(r.PromptIds("image").Select(i => (long)i).ToArray()).unsqueeze(0);
-        var images = ImageBatch.Of([pm.Vlm!.LoadImage(r.Image)])!;
+        using var images = ImageBatch.Of([pm.Vlm!.LoadImage(r.Image)])!;
         var vlm = pm.Vlm!;
         Tensor Logits() => pm.Model.Head(pm.Model.Body(vlm.EmbedMultimodal(ids, images), positionIds: vlm.PositionIds(ids, null, images.Grids)))[0];
         var full = Logits();
