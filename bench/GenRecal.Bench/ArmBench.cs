@@ -16,7 +16,7 @@ using static TorchSharp.torch;
 /// </summary>
 static class ArmBench
 {
-    public static void Run(int repeats, double scale, int examples)
+    public static void Run(int repeats, double scale, int examples, string dtype = "fp32")
     {
         var preset = DemoPreset.Quick;
         var root = Path.Combine(Path.GetTempPath(), $"genrecal-armbench-{Environment.ProcessId}");
@@ -24,7 +24,7 @@ static class ArmBench
         {
             var (teacherDir, studentDir, dataPath) = Setup(root, preset, examples);
             int s1 = Steps(preset.Stage1Steps, scale), s2 = Steps(preset.Stage2Steps, scale), s3 = Steps(preset.Stage3Steps, scale);
-            Console.WriteLine($"arms: quick sizes, batch {preset.BatchSize}, {examples} examples; GenRecal {s1}/{s2}/{s3} steps, SFT {s2}+{s3} (the same {s2 + s3} student steps); threads {get_num_threads()}");
+            Console.WriteLine($"arms: quick sizes, batch {preset.BatchSize}, {examples} examples; GenRecal {s1}/{s2}/{s3} steps, SFT {s2}+{s3} (the same {s2 + s3} student steps); threads {get_num_threads()}; dtype {dtype}");
             var sft = new List<double>();
             var stored = new List<(double Total, double Pass, double S1, double S2, double S3, double Tokens, double KbPerExample)>();
             var live = new List<(double Total, double S1, double S2, double S3)>();
@@ -32,18 +32,18 @@ static class ArmBench
             {
                 var runDir = Path.Combine(root, $"r{r}");
                 var clock = Stopwatch.StartNew();
-                Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "sft1"), [Stage.Sft], new() { [3] = s2 }, preset, "sft"));
-                Train(Plan(Path.Combine(runDir, "sft1", "student"), teacherDir, dataPath, Path.Combine(runDir, "sft"), [Stage.Sft], new() { [3] = s3 }, preset, "sft"));
+                Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "sft1"), [Stage.Sft], new() { [3] = s2 }, preset, "sft", dtype));
+                Train(Plan(Path.Combine(runDir, "sft1", "student"), teacherDir, dataPath, Path.Combine(runDir, "sft"), [Stage.Sft], new() { [3] = s3 }, preset, "sft", dtype));
                 sft.Add(clock.Elapsed.TotalSeconds);
 
                 var steps = new Dictionary<int, int> { [1] = s1, [2] = s2, [3] = s3 };
                 clock.Restart();
-                var (perStage, store) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "genrecal"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal"));
+                var (perStage, store) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "genrecal"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal", dtype));
                 stored.Add((clock.Elapsed.TotalSeconds, store!.PassSeconds, perStage[Stage.Alignment], perStage[Stage.Distillation], perStage[Stage.FineTuning], store.PassTokens / store.PassSeconds,
                             Directory.GetFiles(store.Dir).Sum(f => new FileInfo(f).Length) / 1024.0 / store.Computed));
 
                 clock.Restart();
-                var (livePerStage, _) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "live"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal") with { StoreTeacherFeatures = false });
+                var (livePerStage, _) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "live"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal", dtype) with { StoreTeacherFeatures = false });
                 live.Add((clock.Elapsed.TotalSeconds, livePerStage[Stage.Alignment], livePerStage[Stage.Distillation], livePerStage[Stage.FineTuning]));
                 Console.WriteLine($"  repeat {r + 1}: sft {sft[^1]:F1} s, genrecal (store, pass included) {stored[^1].Total:F1} s of which pass {stored[^1].Pass:F1} s, genrecal (live teacher) {live[^1].Total:F1} s");
                 Directory.Delete(runDir, recursive: true);
@@ -89,10 +89,10 @@ static class ArmBench
         public void Report(T value) => report(value);
     }
 
-    static DistillationPlan Plan(string student, string teacher, string data, string run, Stage[] stages, Dictionary<int, int> steps, DemoPreset preset, string method) => new()
+    static DistillationPlan Plan(string student, string teacher, string data, string run, Stage[] stages, Dictionary<int, int> steps, DemoPreset preset, string method, string dtype) => new()
     {
         StudentDir = student, TeacherDir = method == "sft" ? null : teacher, DataPath = data, OutDir = run, Stages = stages,
-        Config = preset.Training(0, steps) with { Method = method },
+        Config = preset.Training(0, steps) with { Method = method, Dtype = dtype },
         TeacherFeatureCache = Path.Combine(run, "teacher-features"),
     };
 

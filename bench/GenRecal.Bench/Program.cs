@@ -6,7 +6,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
-//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples]] [--threads N]
+//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples] [--dtype bf16]] [--threads N]
 //   dotnet run -c Release --project bench/GenRecal.Bench models [options]   (bench/README.md: against PyTorch, MFU, bf16)
 TorchRuntime.EnsureLoaded();
 if (args is ["models", ..])
@@ -26,8 +26,15 @@ if (args is ["scalar-race", ..])
 }
 if (args is ["arms", ..])
 {
+    // --dtype bf16: both arms in the recipe's mixed precision (the breakdown stays float32)
+    string dtype = "fp32";
+    if (Array.IndexOf(args, "--dtype") is var di and >= 0)
+    {
+        dtype = args[di + 1];
+        args = args.Where((_, i) => i != di && i != di + 1).ToArray();
+    }
     ArmBench.Run(args.Length > 1 ? int.Parse(args[1]) : 3, args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 0.25,
-                 args.Length > 3 ? int.Parse(args[3]) : 600);
+                 args.Length > 3 ? int.Parse(args[3]) : 600, dtype);
     return;
 }
 Console.WriteLine($"threads: {get_num_threads()}, backend: {TorchRuntime.Mode}");
