@@ -72,6 +72,9 @@ public sealed class DistillationRecipe : IDisposable
         if (plan.Stages.Count == 0) throw new ArgumentException("no stages to run");
         if (method != DistillationMethod.GenRecal && plan.Stages.Any(s => s != Stage.Sft))
             throw new ArgumentException($"method '{config.Method}' trains the student in one stage ('sft'); stages 1-3 belong to method 'genrecal'");
+        if (config.Dtype == MixedPrecision.Bf16 && method.ScoresWithTeacher())
+            throw new ArgumentException($"dtype bf16 is implemented for GenRecal's stages and the student-only methods (sft, seqkd); " +
+                $"method '{method.Name()}' runs in fp32");
         bool needsTeacher = plan.Stages.Any(s => s.UsesTeacher()) || method.NeedsTeacher();
         if (needsTeacher && plan.TeacherDir is null)
             throw new ArgumentException(method == DistillationMethod.GenRecal ? "stages 1 and 2 need a teacher" : $"method '{config.Method}' needs a teacher");
@@ -105,9 +108,6 @@ public sealed class DistillationRecipe : IDisposable
                 if (SameDir(plan.TeacherDir!, plan.StudentDir)) Warnings.Add($"teacher and student are the same directory ({plan.TeacherDir}): the student learns from itself");
             }
             data = Validated(loaded);
-            if (config.Dtype == MixedPrecision.Bf16 && method.ScoresWithTeacher())
-                throw new ArgumentException($"dtype bf16 is implemented for GenRecal's stages and the student-only methods (sft, seqkd); " +
-                    $"method '{method.Name()}' runs in fp32");
             if (teacher is not null)
             {
                 if (teacher.Vlm is null != (student.Vlm is null) && data.Any(d => d.ImagePath is not null))
