@@ -55,8 +55,8 @@ public static class DistillCommand
         if (batch is { } b) c = c with { BatchSize = b };
         if (dtype is not null)
         {
+            if (dtype is not (MixedPrecision.Fp32 or MixedPrecision.Bf16)) throw new ArgumentException($"--dtype: '{dtype}' is not supported (fp32, bf16)");
             c = c with { Dtype = dtype };
-            c.Validate("--dtype");
         }
         c.Validate("command line");
         return c;

@@ -118,4 +118,23 @@ public class TeacherFeaturesCliTests
         Assert.Single(Directory.GetFiles(cache, "lines-*.safetensors", SearchOption.AllDirectories)); // the same store, not a second one
         Assert.Equal(written, File.GetLastWriteTimeUtc(shard));
     }
+
+    [Fact]
+    public void An_unknown_dtype_is_refused_by_option_in_both_commands()
+    {
+        var root = TestSupport.TempDir();
+        var teacher = TinyPair.Teacher(root);
+        var student = TinyPair.Student(root);
+        var data = TinyPair.WriteData(root);
+        foreach (var args in new[]
+        {
+            new[] { "teacher-features", "--teacher", teacher, "--data", data, "--out", Path.Combine(root, "f"), "--dtype", "fp16" },
+            new[] { "distill", "--teacher", teacher, "--student", student, "--data", data, "--out", Path.Combine(root, "o"), "--dtype", "fp16" },
+        })
+        {
+            var (code, _, err) = CliTests.Run(args);
+            Assert.Equal(ExitCodes.InputError, code);
+            Assert.Contains("--dtype: 'fp16' is not supported (fp32, bf16)", err);
+        }
+    }
 }
