@@ -8,6 +8,8 @@ using static TorchSharp.torch;
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
 //   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples] [--dtype bf16]] [--threads N]
 //   dotnet run -c Release --project bench/GenRecal.Bench models [options]   (bench/README.md: against PyTorch, MFU, bf16)
+// as the CLI does (GENRECAL_KEEP_FREED_MEMORY=0 measures glibc's defaults)
+Console.WriteLine($"keep freed memory: {FreedMemory.Keep()}");
 TorchRuntime.EnsureLoaded();
 if (args is ["models", ..])
 {

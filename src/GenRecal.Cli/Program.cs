@@ -7,6 +7,13 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        GenRecal.Runtime.FreedMemory.Keep(); // before the first tensor: each step reuses the last one's pages
+        return Run(args);
+    }
+
+    /// <summary>The command line without the process-wide allocator setting (what the tests call in-process).</summary>
+    public static int Run(string[] args)
+    {
         // Spectre writes wherever Console.Out points now (so output can be redirected and captured)
         Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
         {

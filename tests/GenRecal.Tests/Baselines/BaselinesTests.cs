@@ -107,7 +107,7 @@ public class BaselinesTests
         var old = Console.Error;
         Console.SetError(err);
         int code;
-        try { code = GenRecal.Cli.Program.Main(["distill", "--method", "kd", "--teacher", t, "--student", s, "--data", data, "--out", Path.Combine(root, "out"), "--steps", "1"]); }
+        try { code = GenRecal.Cli.Program.Run(["distill", "--method", "kd", "--teacher", t, "--student", s, "--data", data, "--out", Path.Combine(root, "out"), "--steps", "1"]); }
         finally { Console.SetError(old); }
         Assert.Equal(2, code);
         Assert.Contains("method 'kd' needs one vocabulary", err.ToString());

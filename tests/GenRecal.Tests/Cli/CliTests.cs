@@ -18,7 +18,7 @@ public class CliTests
         Console.SetError(e);
         try
         {
-            return (Program.Main(args), o.ToString(), e.ToString());
+            return (Program.Run(args), o.ToString(), e.ToString());
         }
         finally
         {
