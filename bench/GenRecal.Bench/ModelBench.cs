@@ -239,7 +239,7 @@ static class ModelBench
         {
             manual_seed(0);
             model = new CausalLanguageModel(s.Text);
-            if (dtype == "mixed") mixed = MixedPrecision.Whole(model); // float32 masters, then the model in bf16
+            if (dtype == "mixed") mixed = MixedPrecision.Over([model], allTrained: true); // float32 masters, then the model in bf16
             else if (dtype == "bf16") model.to(ScalarType.BFloat16);
             Params = model.CountParameters();
             vocab = s.Text.VocabSize;
@@ -431,7 +431,7 @@ static class ModelBench
     /// the bf16 gradients into the masters, AdamW on the masters, the masters back into the bf16 model.</summary>
     static void MixedSections(CausalLanguageModel model, Tensor ids, Tensor targets, long vocab, int reps, List<(string Name, double Ms)> results)
     {
-        using var mixed = MixedPrecision.Whole(model); // the model is bf16 already: its masters are its values, which is all a timing needs
+        using var mixed = MixedPrecision.Over([model], allTrained: true); // the model is bf16 already: its masters are its values, which is all a timing needs
         using var opt = optim.AdamW(mixed.Masters, 1e-4);
         var parts = new (string Name, Action Run)[]
         {

@@ -25,6 +25,9 @@ public class CausalLanguageModel : nn.Module
 
     public LanguageModelConfig TextConfig => model.Config;
 
+    /// <summary>The dtype the weights compute in (float32, or bf16 once cast for mixed precision).</summary>
+    public ScalarType Dtype => model.embed_tokens.weight!.dtype;
+
     /// <summary>Token embeddings [B, T, hidden] for ids [B, T].</summary>
     public Tensor Embed(Tensor inputIds) => model.embed_tokens.forward(inputIds);
 

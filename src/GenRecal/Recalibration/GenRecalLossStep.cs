@@ -15,7 +15,7 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
 {
     /// <summary>The frozen teacher's dtype (float32, or BF16 for a BF16 checkpoint under mixed precision): the
     /// Recalibrator's output is cast to it before the teacher's head; the losses compute in float32 either way.</summary>
-    readonly ScalarType teacherDtype = teacher.parameters().First().dtype;
+    readonly ScalarType teacherDtype = teacher.Dtype;
 
     /// <summary>Per-model view of a batch split into question and answer parts.</summary>
     public sealed record Split(int[] QuestionLengths, int[] AnswerStarts, int[] AnswerLengths, Tensor QuestionPositions, Tensor AnswerPositions);

@@ -351,19 +351,8 @@ public sealed class DistillationRecipe : IDisposable
     /// student and the Recalibrator cast to bf16.
     /// The frozen teacher is not cast here (<see cref="MixedPrecision.CastFrozenTeacher"/>): its features are cast into
     /// the Recalibrator, the Recalibrator's output to the teacher's dtype before its head.</summary>
-    MixedPrecision MixedStage(Recalibrator? stageRecalibrator)
-    {
-        IReadOnlyDictionary<string, Parameter> Weights()
-        {
-            var all = student.Model.named_parameters().ToDictionary(p => "student/" + p.name, p => p.parameter);
-            foreach (var (name, p) in stageRecalibrator?.named_parameters() ?? []) all["recalibrator/" + name] = p;
-            return all;
-        }
-        var mixed = new MixedPrecision(Weights().Where(p => p.Value.requires_grad).Select(p => p.Key).ToList(), Weights,
-            stageRecalibrator is null ? [student.Model] : [student.Model, stageRecalibrator]);
-        mixed.AsBf16();
-        return mixed;
-    }
+    MixedPrecision MixedStage(Recalibrator? stageRecalibrator) =>
+        MixedPrecision.Over(stageRecalibrator is null ? [student.Model] : [student.Model, stageRecalibrator]);
 
     void SaveCheckpoint(Stage stage, int step, bool stageComplete, List<Stage> completed, OptimizerHelper optimizer, long position, MixedPrecision? mixed)
     {

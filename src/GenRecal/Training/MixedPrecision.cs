@@ -51,12 +51,16 @@ public sealed class MixedPrecision : IDisposable
         if (config.Dtype == Bf16 && teacher.StoredDtype == ScalarType.BFloat16) teacher.Model.to(ScalarType.BFloat16);
     }
 
-    /// <summary>Mixed precision over every weight of <paramref name="model"/>, all trained: the masters taken from its
-    /// weights as they are, then the model cast to bf16.</summary>
-    public static MixedPrecision Whole(nn.Module model)
+    /// <summary>Mixed precision over every weight of <paramref name="modules"/>, those with requires_grad (or all, with
+    /// <paramref name="allTrained"/>) mastered and the rest kept as frozen copies: taken from the weights as they are,
+    /// then the modules cast to bf16.</summary>
+    public static MixedPrecision Over(IReadOnlyList<nn.Module> modules, bool allTrained = false)
     {
-        IReadOnlyDictionary<string, Parameter> Weights() => model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        var mixed = new MixedPrecision(Weights().Keys.ToList(), Weights, model);
+        // names prefixed by the module's position: two modules may name a weight alike
+        IReadOnlyDictionary<string, Parameter> Weights() => modules
+            .SelectMany((m, i) => m.named_parameters().Select(p => (Name: $"{i}/{p.name}", p.parameter)))
+            .ToDictionary(p => p.Name, p => p.parameter);
+        var mixed = new MixedPrecision(Weights().Where(p => allTrained || p.Value.requires_grad).Select(p => p.Key).ToList(), Weights, [.. modules]);
         mixed.AsBf16();
         return mixed;
     }

@@ -59,7 +59,7 @@ public sealed class TeacherFeatureStore : IDisposable
         var formName = topK is { } k ? $"top{k}" : "full";
         var t = temperature.ToString("R", CultureInfo.InvariantCulture);
         // a teacher computing in bf16 (mixed precision, BF16 checkpoint) gives other features: its own key (float32 keys unchanged)
-        var computeDtype = teacher.Model.parameters().First().dtype;
+        var computeDtype = teacher.Model.Dtype;
         var dtypeName = computeDtype switch { ScalarType.Float32 => MixedPrecision.Fp32, ScalarType.BFloat16 => MixedPrecision.Bf16, _ => computeDtype.ToString() };
         var dtypeKey = computeDtype == ScalarType.Float32 ? "" : $"\n{dtypeName}";
         Dir = Path.Combine(cacheRoot, Hash($"{Format}\n{teacherId}\n{dataHash}\n{config.MaxLength}\n{t}\n{formName}{dtypeKey}"));
