@@ -16,18 +16,26 @@ using static TorchSharp.torch;
 /// </summary>
 static class ArmBench
 {
-    public static void Run(int repeats, double scale, int examples, string dtype = "fp32")
+    /// <param name="variants">GenRecal variants (<see cref="GenRecalVariants"/>) timed as arms of their own beside the default,
+    /// each reading the same store (the default's arm pays its pass)</param>
+    /// <param name="studentLayers">the student's depth (null: the quick preset's 2); the Recalibrator keeps its 2 blocks, so
+    /// this shows the arm's cost where the bridge is a smaller part of the student, as for real pairs</param>
+    /// <param name="live">also time the arm that runs the teacher every step</param>
+    public static void Run(int repeats, double scale, int examples, string dtype = "fp32", IReadOnlyList<string>? variants = null, int? studentLayers = null, bool live = true)
     {
-        var preset = DemoPreset.Quick;
+        var preset = studentLayers is { } layers ? DemoPreset.Quick with { StudentText = DemoPreset.Quick.StudentText with { NumHiddenLayers = layers } } : DemoPreset.Quick;
+        var arms = new List<string> { GenRecalVariants.Default };
+        foreach (var v in variants ?? []) { GenRecalVariants.Get(v); if (!arms.Contains(v)) arms.Add(v); }
         var root = Path.Combine(Path.GetTempPath(), $"genrecal-armbench-{Environment.ProcessId}");
         try
         {
             var (teacherDir, studentDir, dataPath) = Setup(root, preset, examples);
             int s1 = Steps(preset.Stage1Steps, scale), s2 = Steps(preset.Stage2Steps, scale), s3 = Steps(preset.Stage3Steps, scale);
-            Console.WriteLine($"arms: quick sizes, batch {preset.BatchSize}, {examples} examples; GenRecal {s1}/{s2}/{s3} steps, SFT {s2}+{s3} (the same {s2 + s3} student steps); threads {get_num_threads()}; dtype {dtype}");
+            Console.WriteLine($"arms: quick sizes, student {preset.StudentText.NumHiddenLayers} layers, Recalibrator {preset.Training(0, []).Recalibrator.NumLayers} blocks, batch {preset.BatchSize}, {examples} examples; " +
+                              $"GenRecal {s1}/{s2}/{s3} steps, SFT {s2}+{s3} (the same {s2 + s3} student steps); threads {get_num_threads()}; dtype {dtype}; GenRecal arms: {string.Join(", ", arms)}");
             var sft = new List<double>();
-            var stored = new List<(double Total, double Pass, double S1, double S2, double S3, double Tokens, double KbPerExample)>();
-            var live = new List<(double Total, double S1, double S2, double S3)>();
+            var stored = arms.ToDictionary(a => a, _ => new List<(double Total, double Pass, double S1, double S2, double S3, double Tokens, double KbPerExample)>());
+            var liveRuns = new List<(double Total, double S1, double S2, double S3)>();
             for (int r = 0; r < repeats; r++)
             {
                 var runDir = Path.Combine(root, $"r{r}");
@@ -37,25 +45,45 @@ static class ArmBench
                 sft.Add(clock.Elapsed.TotalSeconds);
 
                 var steps = new Dictionary<int, int> { [1] = s1, [2] = s2, [3] = s3 };
-                clock.Restart();
-                var (perStage, store) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "genrecal"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal", dtype));
-                stored.Add((clock.Elapsed.TotalSeconds, store!.PassSeconds, perStage[Stage.Alignment], perStage[Stage.Distillation], perStage[Stage.FineTuning], store.PassTokens / store.PassSeconds,
-                            Directory.GetFiles(store.Dir).Sum(f => new FileInfo(f).Length) / 1024.0 / store.Computed));
+                var line = $"  repeat {r + 1}: sft {sft[^1]:F1} s";
+                foreach (var arm in arms)
+                {
+                    clock.Restart();
+                    var plan = Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, arm), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal", dtype);
+                    // one store per repeat, shared by the arms: the first pays the pass, the others read it
+                    plan = plan with { Config = GenRecalVariants.Get(arm)(plan.Config), TeacherFeatureCache = Path.Combine(runDir, "teacher-features") };
+                    var (perStage, store) = Train(plan);
+                    stored[arm].Add((clock.Elapsed.TotalSeconds, store!.PassSeconds, perStage[Stage.Alignment], perStage[Stage.Distillation], perStage[Stage.FineTuning],
+                                     store.PassTokens / Math.Max(store.PassSeconds, 1e-9), Directory.GetFiles(store.Dir).Sum(f => new FileInfo(f).Length) / 1024.0 / examples));
+                    line += $", genrecal {arm} {stored[arm][^1].Total:F1} s (pass {stored[arm][^1].Pass:F1} s)";
+                }
 
-                clock.Restart();
-                var (livePerStage, _) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "live"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal", dtype) with { StoreTeacherFeatures = false });
-                live.Add((clock.Elapsed.TotalSeconds, livePerStage[Stage.Alignment], livePerStage[Stage.Distillation], livePerStage[Stage.FineTuning]));
-                Console.WriteLine($"  repeat {r + 1}: sft {sft[^1]:F1} s, genrecal (store, pass included) {stored[^1].Total:F1} s of which pass {stored[^1].Pass:F1} s, genrecal (live teacher) {live[^1].Total:F1} s");
+                if (live)
+                {
+                    clock.Restart();
+                    var (livePerStage, _) = Train(Plan(studentDir, teacherDir, dataPath, Path.Combine(runDir, "live"), [Stage.Alignment, Stage.Distillation, Stage.FineTuning], steps, preset, "genrecal", dtype) with { StoreTeacherFeatures = false });
+                    liveRuns.Add((clock.Elapsed.TotalSeconds, livePerStage[Stage.Alignment], livePerStage[Stage.Distillation], livePerStage[Stage.FineTuning]));
+                    line += $", genrecal (live teacher) {liveRuns[^1].Total:F1} s";
+                }
+                Console.WriteLine(line);
                 Directory.Delete(runDir, recursive: true);
             }
             Console.WriteLine($"SFT arm: {Spread(sft, "s")}");
-            Console.WriteLine($"GenRecal arm, store (pass included): {Spread(stored.Select(x => x.Total), "s")}; ratio to SFT {Spread(stored.Select((x, i) => x.Total / sft[i]), "x")}");
-            Console.WriteLine($"GenRecal arm, store (pass excluded, as when another arm or variant paid it): ratio to SFT {Spread(stored.Select((x, i) => (x.Total - x.Pass) / sft[i]), "x")}");
-            Console.WriteLine($"GenRecal arm, live teacher: {Spread(live.Select(x => x.Total), "s")}; ratio to SFT {Spread(live.Select((x, i) => x.Total / sft[i]), "x")}");
-            Console.WriteLine($"ms/step, store: stage 1 {Spread(stored.Select(x => x.S1), "")}, stage 2 {Spread(stored.Select(x => x.S2), "")}, stage 3 {Spread(stored.Select(x => x.S3), "")}");
-            Console.WriteLine($"ms/step, live:  stage 1 {Spread(live.Select(x => x.S1), "")}, stage 2 {Spread(live.Select(x => x.S2), "")}, stage 3 {Spread(live.Select(x => x.S3), "")}");
+            var first = stored[arms[0]];
+            Console.WriteLine($"GenRecal arm, store (pass included): {Spread(first.Select(x => x.Total), "s")}; ratio to SFT {Spread(first.Select((x, i) => x.Total / sft[i]), "x")}");
+            foreach (var arm in arms)
+            {
+                var runs = stored[arm];
+                Console.WriteLine($"GenRecal arm {arm}, store (pass excluded, as when another arm or variant paid it): {Spread(runs.Select(x => x.Total - x.Pass), "s")}; ratio to SFT {Spread(runs.Select((x, i) => (x.Total - x.Pass) / sft[i]), "x")}; " +
+                                  $"ms/step: stage 1 {Spread(runs.Select(x => x.S1), "")}, stage 2 {Spread(runs.Select(x => x.S2), "")}, stage 3 {Spread(runs.Select(x => x.S3), "")}");
+            }
+            if (live)
+            {
+                Console.WriteLine($"GenRecal arm, live teacher: {Spread(liveRuns.Select(x => x.Total), "s")}; ratio to SFT {Spread(liveRuns.Select((x, i) => x.Total / sft[i]), "x")}");
+                Console.WriteLine($"ms/step, live:  stage 1 {Spread(liveRuns.Select(x => x.S1), "")}, stage 2 {Spread(liveRuns.Select(x => x.S2), "")}, stage 3 {Spread(liveRuns.Select(x => x.S3), "")}");
+            }
             Console.WriteLine($"SFT arm ms/step: {Spread(sft.Select(x => 1000 * x / (s2 + s3)), "")} (whole arm / steps, model loading included)");
-            Console.WriteLine($"teacher pass: {Spread(stored.Select(x => x.Tokens), "tok/s")}, {Spread(stored.Select(x => x.Pass), "s")} for {examples} examples, {Spread(stored.Select(x => x.KbPerExample), "KB")} stored per example");
+            Console.WriteLine($"teacher pass: {Spread(first.Select(x => x.Tokens), "tok/s")}, {Spread(first.Select(x => x.Pass), "s")} for {examples} examples, {Spread(first.Select(x => x.KbPerExample), "KB")} stored per example");
             Breakdown(teacherDir, studentDir, dataPath, preset, repeats, Path.Combine(root, "breakdown-features"));
         }
         finally

@@ -6,7 +6,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
-//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples] [--dtype bf16]] [--threads N]
+//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples] [--dtype bf16] [--variants a,b] [--student-layers N] [--no-live]] [--threads N]
 //   dotnet run -c Release --project bench/GenRecal.Bench models [options]   (bench/README.md: against PyTorch, MFU, bf16)
 // as the CLI does (GENRECAL_KEEP_FREED_MEMORY=0 measures glibc's defaults)
 Console.WriteLine($"keep freed memory: {FreedMemory.Keep()}");
@@ -16,11 +16,7 @@ if (args is ["models", ..])
     GenRecal.Bench.ModelBench.Run(args[1..]); // its own --threads list
     return;
 }
-if (Array.IndexOf(args, "--threads") is var ti and >= 0)
-{
-    set_num_threads(int.Parse(args[ti + 1]));
-    args = args.Where((_, i) => i != ti && i != ti + 1).ToArray();
-}
+if (TakeOption(ref args, "--threads") is { } threadsArg) set_num_threads(int.Parse(threadsArg));
 if (args is ["scalar-race", ..])
 {
     ScalarRace(args.Length > 1 ? long.Parse(args[1]) << 20 : GenRecal.Runtime.NoGcRegion.DefaultBudget);
@@ -28,15 +24,15 @@ if (args is ["scalar-race", ..])
 }
 if (args is ["arms", ..])
 {
-    // --dtype bf16: both arms in the recipe's mixed precision (the breakdown stays float32)
-    string dtype = "fp32";
-    if (Array.IndexOf(args, "--dtype") is var di and >= 0)
-    {
-        dtype = args[di + 1];
-        args = args.Where((_, i) => i != di && i != di + 1).ToArray();
-    }
+    // --dtype bf16: both arms in the recipe's mixed precision (the breakdown stays float32);
+    // --variants a,b: GenRecal variants timed beside the default; --student-layers N; --no-live: skip the live-teacher arm
+    string dtype = TakeOption(ref args, "--dtype") ?? "fp32";
+    var variants = TakeOption(ref args, "--variants")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+    int? studentLayers = TakeOption(ref args, "--student-layers") is { } layers ? int.Parse(layers) : null;
+    bool live = Array.IndexOf(args, "--no-live") < 0;
+    args = args.Where(a => a != "--no-live").ToArray();
     ArmBench.Run(args.Length > 1 ? int.Parse(args[1]) : 3, args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 0.25,
-                 args.Length > 3 ? int.Parse(args[3]) : 600, dtype);
+                 args.Length > 3 ? int.Parse(args[3]) : 600, dtype, variants, studentLayers, live);
     return;
 }
 Console.WriteLine($"threads: {get_num_threads()}, backend: {TorchRuntime.Mode}");
@@ -78,6 +74,17 @@ foreach (var (name, text) in new[] { ("teacher", preset.TeacherText), ("student"
     Console.WriteLine($"{name} (hidden {text.HiddenSize}, {text.NumHiddenLayers} layers, {model.CountParameters():N0} params), {threads} thread(s): forward {fwd:N0} tok/s, train step {train:N0} tok/s, ratio {fwd / train:F2}");
 }
 set_num_threads(cores);
+
+// Removes "NAME VALUE" from the arguments and returns VALUE (null when NAME is absent).
+static string? TakeOption(ref string[] args, string name)
+{
+    int i = Array.IndexOf(args, name);
+    if (i < 0) return null;
+    if (i + 1 >= args.Length) throw new ArgumentException($"{name} needs a value");
+    string value = args[i + 1];
+    args = args.Where((_, k) => k != i && k != i + 1).ToArray();
+    return value;
+}
 
 // TorchSharp 0.107's scalar use-after-free (GenRecal.Runtime.TorchGc): the same tensor-plus-number loop for 10 s,
 // alone and with a second thread allocating; prints how far each got.
