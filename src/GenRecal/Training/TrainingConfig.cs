@@ -42,7 +42,8 @@ public sealed record TrainingConfig
     [JsonPropertyName("kl_temperature")] public double KlTemperature { get; init; } = 1.0;
     [JsonPropertyName("loss_weights")] public LossWeights LossWeights { get; init; } = new();
     [JsonPropertyName("recalibrator")] public RecalibratorConfig Recalibrator { get; init; } = new();
-    /// <summary>Whether Algorithm 2 (the regularizer) also runs in stage 2; the paper does not say.</summary>
+    /// <summary>Whether Algorithm 2 (the regularizer) also runs in stage 2; the paper does not say. It trains only the
+    /// Recalibrator, so it runs only where the Recalibrator trains (<see cref="TrainRecalibratorInStage2"/>).</summary>
     [JsonPropertyName("regularizer_in_stage2")] public bool RegularizerInStage2 { get; init; } = true;
     /// <summary>Whether the Recalibrator keeps training in stage 2 (paper's table: jointly; its figure: frozen).</summary>
     [JsonPropertyName("train_recalibrator_in_stage2")] public bool TrainRecalibratorInStage2 { get; init; } = true;
