@@ -74,7 +74,7 @@ static class ModelBench
     public static void Run(string[] args)
     {
         var o = Parse(args);
-        string script = FindScript();
+        string script = o.PyTorch ? FindScript() : ""; // --no-pytorch runs from anywhere
         Console.WriteLine($"models bench {DateTime.Now:yyyy-MM-dd HH:mm} | load {Load()} | cores {Environment.ProcessorCount} | LibTorch threads {string.Join(",", o.Threads)} | repeats {o.Repeats}");
         Console.WriteLine("FLOPs: every matmul counted (linear layers, LM head, q.k^T and p.v over all T keys); train step = 3 x forward");
         var rows = new List<Row>();
