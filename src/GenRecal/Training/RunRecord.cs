@@ -6,7 +6,8 @@ namespace GenRecal.Training;
 /// <summary>
 /// What a run was started with, kept in OUT so a resume can refuse anything that would break an exact resume:
 /// training_config.json (every key but checkpoint_every and keep_checkpoints, which change no step) and
-/// run.json (the data file's path, size and SHA-256; the data order is a function of its lines).
+/// run.json (the data file's path, size and SHA-256, the data order being a function of its lines; and the runtime's
+/// threads, allocator setting and LibTorch backend, for the record only).
 /// </summary>
 public static class RunRecord
 {
@@ -17,7 +18,7 @@ public static class RunRecord
     public static void Write(string outDir, TrainingConfig config, string dataPath)
     {
         AtomicFile.WriteAllText(Path.Combine(outDir, ConfigFileName), config.ToJson());
-        AtomicFile.WriteAllText(Path.Combine(outDir, FileName), new JsonObject { ["data"] = DataJson(dataPath) }.ToJsonString(new() { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(outDir, FileName), new JsonObject { ["data"] = DataJson(dataPath), ["runtime"] = RuntimeJson() }.ToJsonString(new() { WriteIndented = true }));
     }
 
     /// <summary>Throws naming every key whose value differs from the run being resumed; returns warnings.</summary>
@@ -53,6 +54,14 @@ public static class RunRecord
             throw new ArgumentException($"resuming would not continue the same run: {string.Join("; ", changes)}. Resume with the original settings and data, or start afresh in another output directory");
         return warnings;
     }
+
+    /// <summary>How the process computed: none of it changes a result (a resume may use other values), all of it the speed.</summary>
+    static JsonObject RuntimeJson() => new()
+    {
+        ["threads"] = TorchSharp.torch.get_num_threads(),
+        ["keep_freed_memory"] = Runtime.FreedMemory.Kept,
+        ["backend"] = Runtime.TorchRuntime.Mode,
+    };
 
     static JsonObject DataJson(string dataPath) => new()
     {

@@ -72,4 +72,38 @@ public class RunProcessTests
         Assert.True(code == 0, resumeErr);
         Assert.Equal(4, new CheckpointStore(checkpoints, 2).Latest()!.Value.State.Step);
     }
+
+    [Fact]
+    public void The_cli_keeps_freed_memory_unless_told_not_to_and_trains_the_same_weights_either_way()
+    {
+        var root = TestSupport.TempDir();
+        string t = TinyPair.Teacher(root), s = TinyPair.Student(root), data = TinyPair.WriteData(root);
+        var config = Path.Combine(root, "train.json");
+        File.WriteAllText(config, """{"steps": {"1": 2, "2": 2}, "batch_size": 4, "checkpoint_every": 0}""");
+        string Train(string name, Dictionary<string, string> environment)
+        {
+            var output = Path.Combine(root, name);
+            using var child = TestSupport.StartCli(environment, "distill", "--teacher", t, "--student", s, "--data", data, "--out", output, "--stages", "1,2", "--config", config, "--threads", "1");
+            var err = child.StandardError.ReadToEndAsync();
+            child.StandardOutput.ReadToEnd();
+            Assert.True(child.WaitForExit(120_000), "the run did not finish");
+            Assert.True(child.ExitCode == 0, err.Result);
+            return output;
+        }
+        var kept = Train("kept", []);
+        var glibc = Train("glibc", new() { [GenRecal.Runtime.FreedMemory.EnvironmentVariable] = "0" });
+        static System.Text.Json.Nodes.JsonNode Runtime(string output) => System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(output, RunRecord.FileName)))!["runtime"]!;
+        Assert.True(Runtime(kept)["keep_freed_memory"]!.GetValue<bool>());
+        Assert.False(Runtime(glibc)["keep_freed_memory"]!.GetValue<bool>());
+        Assert.Equal(1, Runtime(kept)["threads"]!.GetValue<int>());
+        // the allocator decides where tensors live, never what they hold: both runs save the same bytes
+        foreach (var part in new[] { "student", "recalibrator" })
+        {
+            var a = TestSupport.FilesUnder(Path.Combine(kept, part));
+            var b = TestSupport.FilesUnder(Path.Combine(glibc, part));
+            Assert.NotEmpty(a);
+            Assert.Equal(a.Keys.Order(), b.Keys.Order());
+            foreach (var (file, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[file]), $"{part}/{file} differs");
+        }
+    }
 }
