@@ -15,12 +15,14 @@ public static class PairReportCommand
         var student = new Option<string>("--student") { Description = "student model directory", Required = true };
         var data = new Option<string>("--data") { Description = "LLaVA-format JSON lines", Required = true };
         var maxLength = new Option<int>("--max-length") { Description = "sequence limit used in training", DefaultValueFactory = _ => 256 };
+        var config = new Option<string?>("--config") { Description = "training config JSON whose steps, batch and stage-2 settings the cost estimate assumes (default: the defaults)" };
         var json = new Option<bool>("--json") { Description = "print JSON instead of a table" };
-        var cmd = new Command("pair-report", "Preflight report on a teacher/student pair") { teacher, student, data, maxLength, json };
+        var cmd = new Command("pair-report", "Preflight report on a teacher/student pair") { teacher, student, data, maxLength, config, json };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
+            var training = r.GetValue(config) is { } path ? Training.TrainingConfig.Load(path) : null;
             var loaded = LlavaDataset.Load(r.GetValue(data)!);
-            var report = PairReport.Build(Pretrained.Load(r.GetValue(teacher)!), Pretrained.Load(r.GetValue(student)!), loaded.Examples, r.GetValue(maxLength));
+            var report = PairReport.Build(Pretrained.Load(r.GetValue(teacher)!), Pretrained.Load(r.GetValue(student)!), loaded.Examples, r.GetValue(maxLength), training);
             if (r.GetValue(json))
             {
                 var j = report.ToJson();
@@ -50,6 +52,16 @@ public static class PairReportCommand
         AnsiConsole.Write(t);
         AnsiConsole.MarkupLine($"examples: {r.Examples}; identical token boundaries: [bold]{r.IdenticalBoundaryShare:P1}[/]; " +
             $"shared token strings: {r.SharedTokenStrings} (same id: {r.SameIdShare:P1}, same relative order: {r.OrderAgreement:P1})");
+        if (r.Cost is { } cost)
+        {
+            var (e, c) = cost;
+            static string X(double v) => v.ToString("F2") + "x";
+            AnsiConsole.MarkupLine($"cost estimate (matmul FLOPs of the language models, vision encoders not counted; per example, against a student SFT step of {e.Sft / 1e9:G3} GFLOP): " +
+                $"Recalibrator {e.RecalibratorParameters:N0} parameters; stage 1 step {X(e.Stage1 / e.Sft)}; stage 2 step {X(e.Stage2 / e.Sft)} (regularizer {X(e.Stage2Regularizer / e.Sft)} of it); " +
+                $"teacher pass {X(e.TeacherPass / e.Sft)} (once per data set with the feature store, every stage-1/2 step without it)");
+            AnsiConsole.MarkupLine($"GenRecal arm at {c.StepsFor(1)}/{c.StepsFor(2)}/{c.StepsFor(3)} steps against SFT for {c.StepsFor(2) + c.StepsFor(3)}: " +
+                $"[bold]{X(e.ArmRatio(c, r.Examples, pass: true))}[/] with the teacher pass over these {r.Examples} examples, {X(e.ArmRatio(c, r.Examples, pass: false))} without it");
+        }
         foreach (var p in problems.Take(10)) AnsiConsole.MarkupLine($"[yellow]unusable line[/] {Markup.Escape(p.ToString())}");
         if (problems.Count > 10) AnsiConsole.MarkupLine($"[yellow]... {problems.Count - 10} more unusable lines[/]");
     }

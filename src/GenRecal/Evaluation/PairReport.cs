@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using GenRecal.Data;
 using GenRecal.Models;
 using GenRecal.Tokenization;
+using GenRecal.Training;
 
 namespace GenRecal.Evaluation;
 
@@ -13,14 +14,19 @@ public sealed record PairSide(string Name, string Tokenizer, int VocabSize, int 
 /// Preflight report on a teacher/student pair over a data file, before any training: what differs
 /// (vocabularies, how the same texts are split, id order of shared token strings, image tokens, widths,
 /// templates) and what would make training fail (answers cut off, images without a vision encoder,
-/// over-long sequences, text outside a compact vocabulary) — as counts.
+/// over-long sequences, text outside a compact vocabulary) — as counts; and what GenRecal would cost against SFT
+/// (<see cref="CostEstimate"/>, from the examples both models can train on, null where there are none).
 /// </summary>
 public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples, double IdenticalBoundaryShare,
                                 int SharedTokenStrings, double SameIdShare, double OrderAgreement)
 {
     public bool HasBlockingProblems => new[] { Teacher, Student }.Any(s => s.AnswerCutOff > 0 || s.MissingVision > 0);
 
-    public static PairReport Build(PretrainedModel teacher, PretrainedModel student, IReadOnlyList<ConversationExample> examples, int maxLength)
+    /// <summary>The cost estimate and the training config whose steps and stage-2 settings it assumes.</summary>
+    public (CostEstimate Estimate, TrainingConfig Config)? Cost { get; init; }
+
+    /// <param name="config">the training config the cost estimate assumes (steps, batch, stage-2 settings); default: the defaults</param>
+    public static PairReport Build(PretrainedModel teacher, PretrainedModel student, IReadOnlyList<ConversationExample> examples, int maxLength, TrainingConfig? config = null)
     {
         var texts = examples.SelectMany(e => e.Turns.Select(t => t.Value.Replace("<image>", ""))).Where(t => t.Length > 0).ToList();
         long shared = 0, union = 0;
@@ -32,8 +38,15 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
             union += a.Union(b).Count();
         }
         var (sharedStrings, sameId, order) = VocabularyOverlap(teacher.Tokenizer, student.Tokenizer, texts);
-        return new PairReport(Side("teacher", teacher, examples, texts, maxLength), Side("student", student, examples, texts, maxLength),
-            examples.Count, union == 0 ? 1 : (double)shared / union, sharedStrings, sameId, order);
+        var (teacherSide, teacherEncoded) = Side("teacher", teacher, examples, texts, maxLength);
+        var (studentSide, studentEncoded) = Side("student", student, examples, texts, maxLength);
+        config ??= new TrainingConfig();
+        var lengths = Enumerable.Range(0, examples.Count).Where(i => teacherEncoded[i] is not null && studentEncoded[i] is not null)
+            .Select(i => ExampleLengths.Of(studentEncoded[i]!, teacherEncoded[i]!)).ToList();
+        return new PairReport(teacherSide, studentSide, examples.Count, union == 0 ? 1 : (double)shared / union, sharedStrings, sameId, order)
+        {
+            Cost = lengths.Count == 0 ? null : (CostEstimate.Of(teacher.Config.Text, student.Config.Text, config, lengths), config),
+        };
     }
 
     /// <summary>Character offsets where a tokenization of <paramref name="text"/> puts token boundaries.</summary>
@@ -71,7 +84,9 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
         return (common.Count, sameId, pairs == 0 ? 1 : (double)agree / pairs);
     }
 
-    static PairSide Side(string name, PretrainedModel m, IReadOnlyList<ConversationExample> examples, List<string> texts, int maxLength)
+    /// <summary>One side's figures, and each example's encoding where this model can train on it (null: no vision encoder
+    /// for its image, or its answer starts beyond <paramref name="maxLength"/>).</summary>
+    static (PairSide Side, EncodedChat?[] Encoded) Side(string name, PretrainedModel m, IReadOnlyList<ConversationExample> examples, List<string> texts, int maxLength)
     {
         long tokens = 0, chars = 0;
         int unknown = 0;
@@ -82,20 +97,23 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
         }
         int over = 0, cut = 0, missingVision = 0, images = 0;
         long imageTokens = 0;
-        foreach (var ex in examples)
+        var encoded = new EncodedChat?[examples.Count];
+        for (int i = 0; i < examples.Count; i++)
         {
+            var ex = examples[i];
             if (ex.ImagePath is not null && m.Vlm is null) { missingVision++; continue; }
             int n = ex.ImagePath is null ? 0 : m.Vlm!.ImageTokensFor(ex.ImagePath);
             if (ex.ImagePath is not null) { images++; imageTokens += n; }
             var enc = ChatEncoder.EncodeConversation(m.Tokenizer, ex.Turns, n);
             if (enc.Ids.Length > maxLength) over++;
             if (enc.FirstAnswerStart >= maxLength) cut++;
+            else encoded[i] = enc.Ids.Length > maxLength ? enc with { Ids = enc.Ids[..maxLength] } : enc; // training cuts it there
         }
         var c = m.Config.Text;
         var tpl = m.Tokenizer.Template;
-        return new PairSide(name, m.Tokenizer.BaseName + (m.Tokenizer.IsCompact ? " (compact)" : ""), m.Tokenizer.VocabSize, c.HiddenSize, c.NumHiddenLayers,
+        return (new PairSide(name, m.Tokenizer.BaseName + (m.Tokenizer.IsCompact ? " (compact)" : ""), m.Tokenizer.VocabSize, c.HiddenSize, c.NumHiddenLayers,
             m.Vlm is null ? null : images == 0 ? 0 : (int)Math.Round((double)imageTokens / images), chars == 0 ? 0 : (double)tokens / chars, over, cut, unknown, missingVision,
-            (tpl.UserPrefix + "…" + tpl.EndOfTurn).Replace("\n", "\\n"));
+            (tpl.UserPrefix + "…" + tpl.EndOfTurn).Replace("\n", "\\n")), encoded);
     }
 
     public JsonObject ToJson()
@@ -113,6 +131,21 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
             ["identical_boundary_share"] = Math.Round(IdenticalBoundaryShare, 4), ["shared_token_strings"] = SharedTokenStrings,
             ["same_id_share"] = Math.Round(SameIdShare, 4), ["order_agreement"] = Math.Round(OrderAgreement, 4),
             ["blocking_problems"] = HasBlockingProblems,
+            ["cost_estimate"] = Cost is { } cost ? CostJson(cost.Estimate, cost.Config, Examples) : null,
         };
     }
+
+    static JsonObject CostJson(CostEstimate e, TrainingConfig config, int examples) => new()
+    {
+        ["what"] = "matmul FLOPs per example of the language models (vision encoders not counted), relative to a student SFT step",
+        ["recalibrator_parameters"] = e.RecalibratorParameters,
+        ["sft_step_gflop"] = Math.Round(e.Sft / 1e9, 6),
+        ["stage1_step"] = Math.Round(e.Stage1 / e.Sft, 3),
+        ["stage2_step"] = Math.Round(e.Stage2 / e.Sft, 3),
+        ["stage2_regularizer"] = Math.Round(e.Stage2Regularizer / e.Sft, 3),
+        ["teacher_pass"] = Math.Round(e.TeacherPass / e.Sft, 3),
+        ["steps"] = new JsonObject { ["1"] = config.StepsFor(1), ["2"] = config.StepsFor(2), ["3"] = config.StepsFor(3), ["batch"] = config.BatchSize * config.GradAccumulation },
+        ["arm_ratio_teacher_pass_included"] = Math.Round(e.ArmRatio(config, examples, pass: true), 3),
+        ["arm_ratio_teacher_pass_excluded"] = Math.Round(e.ArmRatio(config, examples, pass: false), 3),
+    };
 }

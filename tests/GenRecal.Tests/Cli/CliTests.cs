@@ -89,6 +89,19 @@ public class CliTests
         (code, var report, _) = Run("pair-report", "--teacher", t, "--student", s, "--data", data, "--json");
         Assert.Equal(0, code);
         Assert.Equal(8, JsonNode.Parse(report)!["examples"]!.GetValue<int>());
+        // the cost estimate follows --config's steps and stage-2 settings; a bad config is refused by its path
+        var config = Path.Combine(root, "cost.json");
+        File.WriteAllText(config, """{"steps": {"1": 10, "2": 30, "3": 20}, "train_recalibrator_in_stage2": false}""");
+        (code, report, err) = Run("pair-report", "--teacher", t, "--student", s, "--data", data, "--json", "--config", config);
+        Assert.True(code == 0, err);
+        var cost = JsonNode.Parse(report)!["cost_estimate"]!;
+        Assert.Equal(30, cost["steps"]!["2"]!.GetValue<int>());
+        Assert.Equal(0, cost["stage2_regularizer"]!.GetValue<double>());
+        Assert.True(cost["arm_ratio_teacher_pass_included"]!.GetValue<double>() > cost["arm_ratio_teacher_pass_excluded"]!.GetValue<double>());
+        File.WriteAllText(config, """{"stepz": {}}""");
+        (code, _, err) = Run("pair-report", "--teacher", t, "--student", s, "--data", data, "--config", config);
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains(config, err);
         (code, _, err) = Run("distill", "--teacher", t, "--student", s, "--data", data, "--out", output, "--stages", "4");
         Assert.Equal(ExitCodes.InputError, code);
         Assert.Contains("unknown stage '4'", err);

@@ -61,6 +61,27 @@ public class PairReportTests
     }
 
     [Fact]
+    public void The_cost_estimate_uses_the_pairs_configs_and_the_examples_both_can_train_on()
+    {
+        var root = TestSupport.TempDir();
+        using var t = Pretrained.Load(TinyPair.Teacher(root));
+        using var s = Pretrained.Load(TinyPair.Student(root));
+        var data = Data(root);
+        var r = PairReport.Build(t, s, data, 256);
+        var (estimate, config) = r.Cost!.Value;
+        using var rec = new GenRecal.Recalibration.Recalibrator(config.Recalibrator, s.Config.Text, t.Config.Text.HiddenSize);
+        Assert.Equal(rec.parameters().Sum(p => p.numel()), estimate.RecalibratorParameters);
+        // the lengths are the encodings' own: the same estimate from the collators' encodings of every example
+        using var tc = new Collator(t.Model, t.Tokenizer, 256);
+        using var sc = new Collator(s.Model, s.Tokenizer, 256);
+        var direct = GenRecal.Training.CostEstimate.Of(t.Config.Text, s.Config.Text, config, data.Select(e => GenRecal.Training.ExampleLengths.Of(sc.Encode(e), tc.Encode(e))).ToList());
+        Assert.Equal(direct, estimate);
+        Assert.NotNull(r.ToJson()["cost_estimate"]);
+        // nothing either model can train on: no estimate
+        Assert.Null(PairReport.Build(t, s, data, maxLength: 5).Cost);
+    }
+
+    [Fact]
     public void Answers_cut_off_by_the_length_limit_are_counted_as_blocking()
     {
         var root = TestSupport.TempDir();
