@@ -83,12 +83,31 @@ static class ArmBench
                 Console.WriteLine($"ms/step, live:  stage 1 {Spread(liveRuns.Select(x => x.S1), "")}, stage 2 {Spread(liveRuns.Select(x => x.S2), "")}, stage 3 {Spread(liveRuns.Select(x => x.S3), "")}");
             }
             Console.WriteLine($"SFT arm ms/step: {Spread(sft.Select(x => 1000 * x / (s2 + s3)), "")} (whole arm / steps, model loading included)");
+            Estimate(teacherDir, studentDir, dataPath, preset, new() { [1] = s1, [2] = s2, [3] = s3 }, arms, examples);
             Console.WriteLine($"teacher pass: {Spread(first.Select(x => x.Tokens), "tok/s")}, {Spread(first.Select(x => x.Pass), "s")} for {examples} examples, {Spread(first.Select(x => x.KbPerExample), "KB")} stored per example");
             Breakdown(teacherDir, studentDir, dataPath, preset, repeats, Path.Combine(root, "breakdown-features"));
         }
         finally
         {
             if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
+
+    /// <summary>What CostEstimate (pair-report's estimate from FLOPs) predicts for the same arms, to set beside the measurement.</summary>
+    static void Estimate(string teacherDir, string studentDir, string dataPath, DemoPreset preset, Dictionary<int, int> steps, List<string> arms, int examples)
+    {
+        using var teacher = Pretrained.Load(teacherDir);
+        using var student = Pretrained.Load(studentDir);
+        var data = LlavaDataset.LoadStrict(dataPath);
+        using var tc = new Collator(teacher.Model, teacher.Tokenizer, 256);
+        using var sc = new Collator(student.Model, student.Tokenizer, 256);
+        var lengths = data.Select(e => ExampleLengths.Of(sc.Encode(e), tc.Encode(e))).ToList();
+        foreach (var arm in arms)
+        {
+            var config = GenRecalVariants.Get(arm)(preset.Training(0, steps));
+            var e = CostEstimate.Of(teacher.Config.Text, student.Config.Text, config, lengths);
+            Console.WriteLine($"estimate (matmul FLOPs, pair-report's) {arm}: stage 1 step {e.Stage1 / e.Sft:F2}x, stage 2 step {e.Stage2 / e.Sft:F2}x an SFT step; " +
+                              $"arm {e.ArmRatio(config, examples, pass: false):F2}x the SFT arm without the teacher pass, {e.ArmRatio(config, examples, pass: true):F2}x with it");
         }
     }
 
