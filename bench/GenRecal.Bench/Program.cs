@@ -6,7 +6,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // Prints throughput figures for the demo's model sizes on this machine. Usage:
-//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples] [--dtype bf16] [--variants a,b] [--student-layers N] [--no-live]] [--threads N]
+//   dotnet run -c Release --project bench/GenRecal.Bench [scalar-race [MiB]] [arms [repeats] [step scale] [examples] [--dtype bf16] [--variants a,b] [--student-layers N] [--no-live]] [cost] [--threads N]
 //   dotnet run -c Release --project bench/GenRecal.Bench models [options]   (bench/README.md: against PyTorch, MFU, bf16)
 // as the CLI does (GENRECAL_KEEP_FREED_MEMORY=0 measures glibc's defaults)
 Console.WriteLine($"keep freed memory: {FreedMemory.Keep()}");
@@ -20,6 +20,11 @@ if (TakeOption(ref args, "--threads") is { } threadsArg) set_num_threads(int.Par
 if (args is ["scalar-race", ..])
 {
     ScalarRace(args.Length > 1 ? long.Parse(args[1]) << 20 : GenRecal.Runtime.NoGcRegion.DefaultBudget);
+    return;
+}
+if (args is ["cost", ..])
+{
+    PaperPairCost.Run();
     return;
 }
 if (args is ["arms", ..])
