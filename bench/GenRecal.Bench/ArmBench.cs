@@ -99,15 +99,17 @@ static class ArmBench
         using var teacher = Pretrained.Load(teacherDir);
         using var student = Pretrained.Load(studentDir);
         var data = LlavaDataset.LoadStrict(dataPath);
-        using var tc = new Collator(teacher.Model, teacher.Tokenizer, 256);
-        using var sc = new Collator(student.Model, student.Tokenizer, 256);
-        var lengths = data.Select(e => ExampleLengths.Of(sc.Encode(e), tc.Encode(e))).ToList();
+        var training = preset.Training(0, steps);
+        using var tc = new Collator(teacher.Model, teacher.Tokenizer, training.MaxLength);
+        using var sc = new Collator(student.Model, student.Tokenizer, training.MaxLength);
+        var lengths = data.Select(e => ExampleLengths.Of(sc.Encode(e), tc.Encode(e), training.MaxLength)).ToList();
         foreach (var arm in arms)
         {
-            var config = GenRecalVariants.Get(arm)(preset.Training(0, steps));
+            var config = GenRecalVariants.Get(arm)(training);
             var e = CostEstimate.Of(teacher.Config.Text, student.Config.Text, config, lengths);
+            string Arm(TeacherWork w) => $"{e.ArmRatio(config, examples, w):F2}x";
             Console.WriteLine($"estimate (matmul FLOPs, pair-report's) {arm}: stage 1 step {e.Stage1 / e.Sft:F2}x, stage 2 step {e.Stage2 / e.Sft:F2}x an SFT step; " +
-                              $"arm {e.ArmRatio(config, examples, pass: false):F2}x the SFT arm without the teacher pass, {e.ArmRatio(config, examples, pass: true):F2}x with it");
+                              $"arm {Arm(TeacherWork.StoreReused)} the SFT arm reusing the store, {Arm(TeacherWork.StoreFilled)} filling it, {Arm(TeacherWork.Live)} with the live teacher");
         }
     }
 

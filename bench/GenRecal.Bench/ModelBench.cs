@@ -158,15 +158,9 @@ static class ModelBench
         return o;
     }
 
-    /// <summary>Forward model FLOPs per token: every matmul, 2 per multiply-add (bench/pytorch/decoder.py's flops_per_token).</summary>
-    static double FlopsPerToken(Size s)
-    {
-        var c = s.Text;
-        double h = c.HiddenSize, hd = c.HeadDim;
-        double qo = 2 * 2 * h * c.NumAttentionHeads * hd, kv = 2 * 2 * h * c.NumKeyValueHeads * hd;
-        double mlp = 3 * 2 * h * c.IntermediateSize, attn = 2 * 2.0 * s.Seq * c.NumAttentionHeads * hd;
-        return c.NumHiddenLayers * (qo + kv + mlp + attn) + 2 * h * c.VocabSize;
-    }
+    /// <summary>Forward model FLOPs per token: every matmul, 2 per multiply-add, attention over all T keys, the head on
+    /// every position (bench/pytorch/decoder.py's flops_per_token).</summary>
+    static double FlopsPerToken(Size s) => GenRecal.Training.CostEstimate.DecoderForward(s.Text, s.Seq, s.Seq) / s.Seq;
 
     static double Mfu(Row row, double tokPerS, int passes, double peakGflops) => tokPerS * passes * row.FlopsPerToken / (peakGflops * 1e9);
 

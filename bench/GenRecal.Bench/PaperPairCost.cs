@@ -32,10 +32,11 @@ static class PaperPairCost
             foreach (int answer in new[] { 20, 100, 300 })
                 foreach (var (variant, c) in new[] { ("joint + regularizer (default)", config), ("frozen in stage 2", config with { TrainRecalibratorInStage2 = false }) })
                 {
-                    var lengths = new[] { new ExampleLengths(7 * 256 + 30, answer, 7 * 256 + 30, answer) };
+                    // every answer token scored, as in single-turn data
+                    var lengths = new[] { new ExampleLengths(7 * 256 + 30, answer, answer, 7 * 256 + 30, answer, answer) };
                     var e = CostEstimate.Of(teacher, student, c, lengths);
                     Console.WriteLine($"  answer {answer,3} tokens, {variant,-30}: stage 1 {e.Stage1 / e.Sft:F2}x, stage 2 {e.Stage2 / e.Sft:F2}x, teacher pass {e.TeacherPass / e.Sft:F2}x; " +
-                                      $"arm {e.ArmRatio(c, 1000, pass: false):F2}x without the teacher pass, {e.ArmRatio(c, 1000, pass: true):F2}x with it");
+                                      $"arm {e.ArmRatio(c, 1000, TeacherWork.StoreReused):F2}x reusing the teacher-feature store, {e.ArmRatio(c, 1000, TeacherWork.StoreFilled):F2}x filling it, {e.ArmRatio(c, 1000, TeacherWork.Live):F2}x with the live teacher");
                 }
         }
     }

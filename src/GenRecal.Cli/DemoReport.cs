@@ -147,7 +147,9 @@ public static class DemoReport
                     var terms = new JsonObject();
                     foreach (var term in Terms.Where(t => rows[0][t] is not null))
                     {
-                        double Mean(IEnumerable<JsonObject> xs) => Math.Round(xs.Average(o => o[term]!.GetValue<double>()), 4);
+                        // a run resumed by another version may log a term in only some of a stage's rows (null: in none of them)
+                        double? Mean(IEnumerable<JsonObject> xs) =>
+                            xs.Where(o => o[term] is not null).Select(o => o[term]!.GetValue<double>()).ToList() is { Count: > 0 } v ? Math.Round(v.Average(), 4) : null;
                         terms[term] = new JsonArray(Mean(rows.Take(20)), Mean(rows.TakeLast(200)));
                     }
                     perStage[files.Count > 1 ? $"{stage.Key} (cycle {f + 1})" : stage.Key] = terms;

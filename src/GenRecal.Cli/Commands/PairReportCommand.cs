@@ -2,6 +2,7 @@ using System.CommandLine;
 using GenRecal.Data;
 using GenRecal.Evaluation;
 using GenRecal.Models;
+using GenRecal.Training;
 using Spectre.Console;
 
 namespace GenRecal.Cli.Commands;
@@ -20,7 +21,7 @@ public static class PairReportCommand
         var cmd = new Command("pair-report", "Preflight report on a teacher/student pair") { teacher, student, data, maxLength, config, json };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
-            var training = r.GetValue(config) is { } path ? Training.TrainingConfig.Load(path) : null;
+            var training = r.GetValue(config) is { } path ? TrainingConfig.Load(path) : null;
             var loaded = LlavaDataset.Load(r.GetValue(data)!);
             var report = PairReport.Build(Pretrained.Load(r.GetValue(teacher)!), Pretrained.Load(r.GetValue(student)!), loaded.Examples, r.GetValue(maxLength), training);
             if (r.GetValue(json))
@@ -54,13 +55,14 @@ public static class PairReportCommand
             $"shared token strings: {r.SharedTokenStrings} (same id: {r.SameIdShare:P1}, same relative order: {r.OrderAgreement:P1})");
         if (r.Cost is { } cost)
         {
-            var (e, c) = cost;
-            static string X(double v) => v.ToString("F2") + "x";
+            var (e, c) = (cost.Estimate, cost.Config);
+            static string X(double? v) => v is { } x ? x.ToString("F2") + "x" : "n/a";
             AnsiConsole.MarkupLine($"cost estimate (matmul FLOPs of the language models, vision encoders not counted; per example, against a student SFT step of {e.Sft / 1e9:G3} GFLOP): " +
                 $"Recalibrator {e.RecalibratorParameters:N0} parameters; stage 1 step {X(e.Stage1 / e.Sft)}; stage 2 step {X(e.Stage2 / e.Sft)} (regularizer {X(e.Stage2Regularizer / e.Sft)} of it); " +
-                $"teacher pass {X(e.TeacherPass / e.Sft)} (once per data set with the feature store, every stage-1/2 step without it)");
+                $"teacher pass {X(e.TeacherPass / e.Sft)}");
             AnsiConsole.MarkupLine($"GenRecal arm at {c.StepsFor(1)}/{c.StepsFor(2)}/{c.StepsFor(3)} steps against SFT for {c.StepsFor(2) + c.StepsFor(3)}: " +
-                $"[bold]{X(e.ArmRatio(c, r.Examples, pass: true))}[/] with the teacher pass over these {r.Examples} examples, {X(e.ArmRatio(c, r.Examples, pass: false))} without it");
+                $"[bold]{X(cost.ArmRatio(TeacherWork.StoreFilled))}[/] filling the teacher-feature store ({cost.StoredExamples} examples), " +
+                $"{X(cost.ArmRatio(TeacherWork.StoreReused))} reusing it, {X(cost.ArmRatio(TeacherWork.Live))} running the teacher every step");
         }
         foreach (var p in problems.Take(10)) AnsiConsole.MarkupLine($"[yellow]unusable line[/] {Markup.Escape(p.ToString())}");
         if (problems.Count > 10) AnsiConsole.MarkupLine($"[yellow]... {problems.Count - 10} more unusable lines[/]");

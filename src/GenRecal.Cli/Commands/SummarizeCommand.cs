@@ -100,6 +100,7 @@ public static class SummarizeCommand
                         if (!table.TryGetValue((arm, stage), out var t)) table[(arm, stage)] = t = [];
                         foreach (var (term, v) in (JsonObject)logged!)
                         {
+                            if (v?[0] is null || v[1] is null) continue; // not logged in that part of the stage (LossTerms)
                             if (!t.TryGetValue(term, out var list)) t[term] = list = [];
                             list.Add((v![0]!.GetValue<double>(), v[1]!.GetValue<double>()));
                         }

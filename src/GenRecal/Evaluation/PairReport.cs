@@ -22,8 +22,7 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
 {
     public bool HasBlockingProblems => new[] { Teacher, Student }.Any(s => s.AnswerCutOff > 0 || s.MissingVision > 0);
 
-    /// <summary>The cost estimate and the training config whose steps and stage-2 settings it assumes.</summary>
-    public (CostEstimate Estimate, TrainingConfig Config)? Cost { get; init; }
+    public PairCost? Cost { get; init; }
 
     /// <param name="config">the training config the cost estimate assumes (steps, batch, stage-2 settings); default: the defaults</param>
     public static PairReport Build(PretrainedModel teacher, PretrainedModel student, IReadOnlyList<ConversationExample> examples, int maxLength, TrainingConfig? config = null)
@@ -42,10 +41,11 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
         var (studentSide, studentEncoded) = Side("student", student, examples, texts, maxLength);
         config ??= new TrainingConfig();
         var lengths = Enumerable.Range(0, examples.Count).Where(i => teacherEncoded[i] is not null && studentEncoded[i] is not null)
-            .Select(i => ExampleLengths.Of(studentEncoded[i]!, teacherEncoded[i]!)).ToList();
+            .Select(i => ExampleLengths.Of(studentEncoded[i]!, teacherEncoded[i]!, maxLength)).ToList();
         return new PairReport(teacherSide, studentSide, examples.Count, union == 0 ? 1 : (double)shared / union, sharedStrings, sameId, order)
         {
-            Cost = lengths.Count == 0 ? null : (CostEstimate.Of(teacher.Config.Text, student.Config.Text, config, lengths), config),
+            // the store's pass covers every example the teacher can encode, whether or not the student can
+            Cost = lengths.Count == 0 ? null : new PairCost(CostEstimate.Of(teacher.Config.Text, student.Config.Text, config, lengths), config, teacherEncoded.Count(e => e is not null)),
         };
     }
 
@@ -107,7 +107,7 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
             var enc = ChatEncoder.EncodeConversation(m.Tokenizer, ex.Turns, n);
             if (enc.Ids.Length > maxLength) over++;
             if (enc.FirstAnswerStart >= maxLength) cut++;
-            else encoded[i] = enc.Ids.Length > maxLength ? enc with { Ids = enc.Ids[..maxLength] } : enc; // training cuts it there
+            else encoded[i] = enc;
         }
         var c = m.Config.Text;
         var tpl = m.Tokenizer.Template;
@@ -131,21 +131,36 @@ public sealed record PairReport(PairSide Teacher, PairSide Student, int Examples
             ["identical_boundary_share"] = Math.Round(IdenticalBoundaryShare, 4), ["shared_token_strings"] = SharedTokenStrings,
             ["same_id_share"] = Math.Round(SameIdShare, 4), ["order_agreement"] = Math.Round(OrderAgreement, 4),
             ["blocking_problems"] = HasBlockingProblems,
-            ["cost_estimate"] = Cost is { } cost ? CostJson(cost.Estimate, cost.Config, Examples) : null,
+            ["cost_estimate"] = Cost?.ToJson(),
         };
     }
+}
 
-    static JsonObject CostJson(CostEstimate e, TrainingConfig config, int examples) => new()
+/// <summary>The pair's cost estimate, the training config whose steps and stage-2 settings it assumes, and how many
+/// examples the teacher pass would cover.</summary>
+public sealed record PairCost(CostEstimate Estimate, TrainingConfig Config, int StoredExamples)
+{
+    public double? ArmRatio(TeacherWork teacher) => Estimate.ArmRatio(Config, StoredExamples, teacher);
+
+    public JsonObject ToJson()
     {
-        ["what"] = "matmul FLOPs per example of the language models (vision encoders not counted), relative to a student SFT step",
-        ["recalibrator_parameters"] = e.RecalibratorParameters,
-        ["sft_step_gflop"] = Math.Round(e.Sft / 1e9, 6),
-        ["stage1_step"] = Math.Round(e.Stage1 / e.Sft, 3),
-        ["stage2_step"] = Math.Round(e.Stage2 / e.Sft, 3),
-        ["stage2_regularizer"] = Math.Round(e.Stage2Regularizer / e.Sft, 3),
-        ["teacher_pass"] = Math.Round(e.TeacherPass / e.Sft, 3),
-        ["steps"] = new JsonObject { ["1"] = config.StepsFor(1), ["2"] = config.StepsFor(2), ["3"] = config.StepsFor(3), ["batch"] = config.BatchSize * config.GradAccumulation },
-        ["arm_ratio_teacher_pass_included"] = Math.Round(e.ArmRatio(config, examples, pass: true), 3),
-        ["arm_ratio_teacher_pass_excluded"] = Math.Round(e.ArmRatio(config, examples, pass: false), 3),
-    };
+        var e = Estimate;
+        double? Round(double? v) => v is { } x ? Math.Round(x, 3) : null;
+        return new JsonObject
+        {
+            ["what"] = "matmul FLOPs per example of the language models (vision encoders not counted), relative to a student SFT step",
+            ["recalibrator_parameters"] = e.RecalibratorParameters,
+            ["sft_step_gflop"] = Math.Round(e.Sft / 1e9, 6),
+            ["stage1_step"] = Round(e.Stage1 / e.Sft),
+            ["stage2_step"] = Round(e.Stage2 / e.Sft),
+            ["stage2_regularizer"] = Round(e.Stage2Regularizer / e.Sft),
+            ["teacher_pass"] = Round(e.TeacherPass / e.Sft),
+            ["steps"] = new JsonObject { ["1"] = Config.StepsFor(1), ["2"] = Config.StepsFor(2), ["3"] = Config.StepsFor(3), ["batch"] = Config.BatchSize * Config.GradAccumulation },
+            ["stored_examples"] = StoredExamples,
+            // null where the config has no student steps
+            ["arm_ratio_store_filled"] = Round(ArmRatio(TeacherWork.StoreFilled)),
+            ["arm_ratio_store_reused"] = Round(ArmRatio(TeacherWork.StoreReused)),
+            ["arm_ratio_live_teacher"] = Round(ArmRatio(TeacherWork.Live)),
+        };
+    }
 }

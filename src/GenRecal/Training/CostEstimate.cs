@@ -1,22 +1,50 @@
 using GenRecal.Models;
+using GenRecal.Tokenization;
 
 namespace GenRecal.Training;
 
-/// <summary>One example's lengths as the recipe's steps see them (GenRecalLossStep.SplitOf): the question part is the
-/// tokens before the position that predicts the first answer token, the answer part the positions from there on.</summary>
-public readonly record struct ExampleLengths(int StudentQuestion, int StudentAnswer, int TeacherQuestion, int TeacherAnswer)
+/// <summary>One example's lengths as the recipe's steps see them (GenRecalLossStep.SplitOf), after the collator's cut at
+/// max_length: all its tokens; the question part, the tokens before the position that predicts the first answer token;
+/// the answer part, the positions from there on; and the scored rows, those whose next token is trained (label ≠ −100),
+/// the only rows the heads run on.</summary>
+public readonly record struct ExampleLengths(int StudentQuestion, int StudentAnswer, int StudentScored, int TeacherQuestion, int TeacherAnswer, int TeacherScored)
 {
-    public static ExampleLengths Of(Tokenization.EncodedChat student, Tokenization.EncodedChat teacher) =>
-        new(student.FirstAnswerStart - 1, student.Ids.Length - student.FirstAnswerStart, teacher.FirstAnswerStart - 1, teacher.Ids.Length - teacher.FirstAnswerStart);
+    public int StudentTokens => StudentQuestion + StudentAnswer + 1;
+    public int TeacherTokens => TeacherQuestion + TeacherAnswer + 1;
+
+    public static ExampleLengths Of(EncodedChat student, EncodedChat teacher, int maxLength)
+    {
+        var (sq, sa, ss) = Split(student, maxLength);
+        var (tq, ta, ts) = Split(teacher, maxLength);
+        return new(sq, sa, ss, tq, ta, ts);
+    }
+
+    static (int Question, int Answer, int Scored) Split(EncodedChat e, int maxLength)
+    {
+        int length = Math.Min(e.Ids.Length, maxLength);
+        return (e.FirstAnswerStart - 1, length - e.FirstAnswerStart, e.Labels.Take(length).Count(l => l != EncodedChat.IgnoreIndex));
+    }
+}
+
+/// <summary>Where the teacher's stage-1/2 work is paid, for <see cref="CostEstimate.ArmRatio"/>.</summary>
+public enum TeacherWork
+{
+    /// <summary>The feature store was filled by another run (an arm, variant or seed of the same teacher and data).</summary>
+    StoreReused,
+    /// <summary>This run fills the store: one teacher pass over the data.</summary>
+    StoreFilled,
+    /// <summary>No store: the teacher runs on every stage-1 and stage-2 example.</summary>
+    Live,
 }
 
 /// <summary>
 /// What GenRecal costs against SFT for a teacher/student pair, estimated from the two language models' configs and each
-/// example's lengths before anything is trained: matmul FLOPs (2 per multiply-add) of every linear layer, the heads on the
-/// rows that are scored, and attention's q·kᵀ and p·v over all keys (the eager path computes the whole square). Norms,
-/// rotary, softmax, the losses and the optimizer are not counted, nor are the vision encoders (they run forward only, in
-/// every arm alike). A backward pass costs twice its forward where weights train and once where only input gradients
-/// flow (frozen layers between a loss and a trained part); a frozen part with no trained part behind it has none.
+/// example's lengths before anything is trained: matmul FLOPs (2 per multiply-add) of every linear layer, the heads on
+/// the scored rows, and attention's q·kᵀ and p·v over all keys (the eager path computes the whole square). Norms, rotary,
+/// softmax, the losses and the optimizer are not counted, nor are the vision encoders (they run forward only, in every arm
+/// alike). Backward: a linear layer's gradient to its input costs one forward, its weight gradient another, each
+/// counted only where it is computed (the input's where anything upstream trains, the weight's where it trains);
+/// attention's two products give both operands a gradient, two forwards, wherever a gradient passes through them.
 /// Per example; "relative" figures divide by a student SFT step on the same example. At small widths per-op overheads,
 /// which FLOPs do not see, weigh more: bench/ `arms` prints this estimate beside the measured ratio.
 /// </summary>
@@ -32,19 +60,25 @@ public sealed record CostEstimate
     public required double Stage2 { get; init; }
     /// <summary>The part of <see cref="Stage2"/> that is Algorithm 2 (zero where it does not run in stage 2).</summary>
     public required double Stage2Regularizer { get; init; }
-    /// <summary>The teacher's forward and its head on the answer rows: once per example with the feature store, on every
-    /// stage-1 and stage-2 step when the teacher runs live.</summary>
+    /// <summary>The teacher's forward and its head on the scored answer rows, for one example.</summary>
     public required double TeacherPass { get; init; }
 
-    /// <summary>Wall-time-like ratio of the GenRecal arm (stages 1-3 at <paramref name="config"/>'s steps and batch) to an SFT
-    /// arm of the same student steps (stages 2 + 3), with the teacher pass over <paramref name="examples"/> examples paid
-    /// once (<paramref name="pass"/> true) or already paid by another run (false).</summary>
-    public double ArmRatio(TrainingConfig config, int examples, bool pass)
+    /// <summary>The GenRecal arm (stages 1-3 at <paramref name="config"/>'s steps and batch) against an SFT arm of the same
+    /// student steps (stages 2 + 3), with the teacher's work paid as <paramref name="teacher"/> says (the store's pass goes
+    /// over <paramref name="storedExamples"/> examples); null where the config has no student steps.</summary>
+    public double? ArmRatio(TrainingConfig config, int storedExamples, TeacherWork teacher)
     {
         double batch = config.BatchSize * config.GradAccumulation;
-        double genrecal = batch * (config.StepsFor(1) * Stage1 + config.StepsFor(2) * Stage2 + config.StepsFor(3) * Sft) + (pass ? examples * TeacherPass : 0);
+        double teacherSteps = config.StepsFor(1) + config.StepsFor(2);
+        double teacherWork = teacherSteps == 0 ? 0 : teacher switch
+        {
+            TeacherWork.StoreFilled => storedExamples * TeacherPass,
+            TeacherWork.Live => batch * teacherSteps * TeacherPass,
+            _ => 0,
+        };
+        double genrecal = batch * (config.StepsFor(1) * Stage1 + config.StepsFor(2) * Stage2 + config.StepsFor(3) * Sft) + teacherWork;
         double sft = batch * (config.StepsFor(2) + config.StepsFor(3)) * Sft;
-        return sft == 0 ? double.NaN : genrecal / sft;
+        return sft == 0 ? null : genrecal / sft;
     }
 
     public static CostEstimate Of(LanguageModelConfig teacher, LanguageModelConfig student, TrainingConfig config, IReadOnlyCollection<ExampleLengths> examples)
@@ -53,33 +87,40 @@ public sealed record CostEstimate
         int blocks = config.Recalibrator.NumLayers;
         bool recalibratorTrains = config.TrainRecalibratorInStage2;
         bool regularizerInStage2 = config.RegularizerInStage2 && recalibratorTrains; // as GenRecalLossStep runs it
+        // stage 2 trains the body only (ParameterGroups): an untied head gets no weight gradient; a tied one is the embedding, which trains
+        bool headTrainsInStage2 = student.TieWordEmbeddings;
         double ht = teacher.HiddenSize, hs = student.HiddenSize;
-        double sft = 0, stage1 = 0, stage2 = 0, reg2 = 0, pass = 0;
+        double sft = 0, stage1 = 0, stage2 = 0, regularizer2 = 0, teacherPass = 0;
         foreach (var e in examples)
         {
-            int studentTokens = e.StudentQuestion + e.StudentAnswer, teacherTokens = e.TeacherQuestion + e.TeacherAnswer;
-            double studentBody = Body(student, studentTokens), studentHead = Head(student, e.StudentAnswer);
-            // the teacher's frozen head on the scored answer rows, forward and the gradient to its input
-            double teacherHead = 2 * Head(teacher, e.TeacherAnswer);
-            // one Recalibrator pass over a question of q rows: Proj-pre on the teacher's answer (and, for the
-            // regularizer, question) rows, the blocks, Proj-post on the answer rows
-            double Pass(int question, bool teacherQuestion) =>
-                2 * ht * hs * (e.TeacherAnswer + (teacherQuestion ? question : 0)) + Recalibrator(student, blocks, question, e.TeacherAnswer) + 2 * hs * ht * e.TeacherAnswer;
-            double studentPass = Pass(e.StudentQuestion, false), regularizerPass = Pass(e.TeacherQuestion, true);
-
+            double studentBody = DecoderForward(student, e.StudentTokens, 0), studentHead = Head(student, e.StudentScored);
+            // the teacher's frozen head on the scored rows: forward and the gradient to its input
+            double teacherHead = 2 * Head(teacher, e.TeacherScored);
+            // Proj-pre takes teacher tensors (no input gradient): forward, and its weight gradient where it trains. The answer
+            // part is projected once per step and shared by both passes; the regularizer also projects the teacher's question
+            double projectAnswer = 2 * ht * hs * e.TeacherAnswer, projectQuestion = 2 * ht * hs * e.TeacherQuestion;
+            var studentPass = RecalibratorForward(student, blocks, e.StudentQuestion, e.TeacherAnswer);
+            var regularizerPass = RecalibratorForward(student, blocks, e.TeacherQuestion, e.TeacherAnswer);
+            double projectOut = 2 * hs * ht * e.TeacherAnswer; // Proj-post on the answer rows
+            // a trained pass: every linear's input and weight gradients; the first block's input gradient is skipped where
+            // nothing upstream trains, a saving this estimate does not count
+            double Trained(RecalibratorFlops p) => 3 * (p.Linear + p.Attention + projectOut);
             double sftStep = 3 * (studentBody + studentHead);
             sft += sftStep;
-            stage1 += studentBody + 3 * studentPass + 3 * regularizerPass + 2 * teacherHead;
-            double reg = regularizerInStage2 ? 3 * regularizerPass + teacherHead : 0;
-            stage2 += sftStep + (recalibratorTrains ? 3 : 2) * studentPass + teacherHead + reg;
-            reg2 += reg;
-            pass += Body(teacher, teacherTokens) + Head(teacher, e.TeacherAnswer);
+            stage1 += studentBody + 2 * projectAnswer + Trained(studentPass) + 2 * projectQuestion + Trained(regularizerPass) + 2 * teacherHead;
+            double reg = regularizerInStage2 ? 2 * projectQuestion + Trained(regularizerPass) + teacherHead : 0;
+            // frozen: linears forward and input gradient (2x), attention 3x, Proj-pre forward only
+            double student2 = recalibratorTrains ? 2 * projectAnswer + Trained(studentPass)
+                                                 : projectAnswer + 2 * (studentPass.Linear + projectOut) + 3 * studentPass.Attention;
+            stage2 += 3 * studentBody + (headTrainsInStage2 ? 3 : 2) * studentHead + student2 + teacherHead + reg;
+            regularizer2 += reg;
+            teacherPass += DecoderForward(teacher, e.TeacherTokens, 0) + Head(teacher, e.TeacherScored);
         }
         int n = examples.Count;
         return new CostEstimate
         {
             RecalibratorParameters = RecalibratorParameterCount(teacher, student, blocks),
-            Sft = sft / n, Stage1 = stage1 / n, Stage2 = stage2 / n, Stage2Regularizer = reg2 / n, TeacherPass = pass / n,
+            Sft = sft / n, Stage1 = stage1 / n, Stage2 = stage2 / n, Stage2Regularizer = regularizer2 / n, TeacherPass = teacherPass / n,
         };
     }
 
@@ -89,6 +130,11 @@ public sealed record CostEstimate
         long ht = teacher.HiddenSize, hs = student.HiddenSize;
         return ht * hs + hs + blocks * BlockParameters(student) + hs * ht + ht + 2 * ht;
     }
+
+    /// <summary>Forward FLOPs of a decoder over a causal sequence of <paramref name="tokens"/> tokens, its head on
+    /// <paramref name="headRows"/> of them.</summary>
+    public static double DecoderForward(LanguageModelConfig c, int tokens, int headRows) =>
+        c.NumHiddenLayers * (tokens * BlockLinearPerRow(c) + Attention(c, tokens, tokens)) + Head(c, headRows);
 
     static long BlockParameters(LanguageModelConfig c)
     {
@@ -107,17 +153,17 @@ public sealed record CostEstimate
     /// <summary>q·kᵀ and p·v of <paramref name="queries"/> rows against <paramref name="keys"/> keys.</summary>
     static double Attention(LanguageModelConfig c, double queries, double keys) => 2 * 2 * queries * keys * c.NumAttentionHeads * c.HeadDim;
 
-    /// <summary>A decoder's body over a causal sequence of t tokens.</summary>
-    static double Body(LanguageModelConfig c, int t) => c.NumHiddenLayers * (t * BlockLinearPerRow(c) + Attention(c, t, t));
-
     static double Head(LanguageModelConfig c, int rows) => 2.0 * c.HiddenSize * c.VocabSize * rows;
+
+    readonly record struct RecalibratorFlops(double Linear, double Attention);
 
     /// <summary>The Recalibrator's blocks over [question, answer]: every block but the last on all rows; the last computes
     /// the question's keys and values only and runs in full on the answer rows (Recalibration.Recalibrator.Forward).</summary>
-    static double Recalibrator(LanguageModelConfig s, int blocks, int question, int answer)
+    static RecalibratorFlops RecalibratorForward(LanguageModelConfig s, int blocks, int question, int answer)
     {
         int t = question + answer;
         double kvPerRow = 2 * 2.0 * s.HiddenSize * s.NumKeyValueHeads * s.HeadDim;
-        return (blocks - 1) * (t * BlockLinearPerRow(s) + Attention(s, t, t)) + question * kvPerRow + answer * BlockLinearPerRow(s) + Attention(s, answer, t);
+        return new((blocks - 1) * t * BlockLinearPerRow(s) + question * kvPerRow + answer * BlockLinearPerRow(s),
+                   (blocks - 1) * Attention(s, t, t) + Attention(s, answer, t));
     }
 }

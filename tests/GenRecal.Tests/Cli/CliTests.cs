@@ -97,7 +97,15 @@ public class CliTests
         var cost = JsonNode.Parse(report)!["cost_estimate"]!;
         Assert.Equal(30, cost["steps"]!["2"]!.GetValue<int>());
         Assert.Equal(0, cost["stage2_regularizer"]!.GetValue<double>());
-        Assert.True(cost["arm_ratio_teacher_pass_included"]!.GetValue<double>() > cost["arm_ratio_teacher_pass_excluded"]!.GetValue<double>());
+        Assert.True(cost["arm_ratio_store_filled"]!.GetValue<double>() > cost["arm_ratio_store_reused"]!.GetValue<double>());
+        // no student steps: no ratio, in JSON and in the table
+        File.WriteAllText(config, """{"steps": {"1": 5, "2": 0, "3": 0}}""");
+        (code, report, err) = Run("pair-report", "--teacher", t, "--student", s, "--data", data, "--json", "--config", config);
+        Assert.True(code == 0, err);
+        Assert.Null(JsonNode.Parse(report)!["cost_estimate"]!["arm_ratio_store_filled"]);
+        (code, report, err) = Run("pair-report", "--teacher", t, "--student", s, "--data", data, "--config", config);
+        Assert.True(code == 0, err);
+        Assert.Contains("n/a", report);
         File.WriteAllText(config, """{"stepz": {}}""");
         (code, _, err) = Run("pair-report", "--teacher", t, "--student", s, "--data", data, "--config", config);
         Assert.Equal(ExitCodes.InputError, code);

@@ -67,15 +67,28 @@ public class PairReportTests
         using var t = Pretrained.Load(TinyPair.Teacher(root));
         using var s = Pretrained.Load(TinyPair.Student(root));
         var data = Data(root);
-        var r = PairReport.Build(t, s, data, 256);
-        var (estimate, config) = r.Cost!.Value;
-        using var rec = new GenRecal.Recalibration.Recalibrator(config.Recalibrator, s.Config.Text, t.Config.Text.HiddenSize);
-        Assert.Equal(rec.parameters().Sum(p => p.numel()), estimate.RecalibratorParameters);
-        // the lengths are the encodings' own: the same estimate from the collators' encodings of every example
-        using var tc = new Collator(t.Model, t.Tokenizer, 256);
-        using var sc = new Collator(s.Model, s.Tokenizer, 256);
-        var direct = GenRecal.Training.CostEstimate.Of(t.Config.Text, s.Config.Text, config, data.Select(e => GenRecal.Training.ExampleLengths.Of(sc.Encode(e), tc.Encode(e))).ToList());
-        Assert.Equal(direct, estimate);
+        using var tc = new Collator(t.Model, t.Tokenizer, 512);
+        using var sc = new Collator(s.Model, s.Tokenizer, 512);
+        // a limit that cuts some answers and no question
+        int maxLength = data.Max(e => Math.Max(sc.Encode(e).FirstAnswerStart, tc.Encode(e).FirstAnswerStart)) + 1;
+        Assert.Contains(data, e => sc.Encode(e).Ids.Length > maxLength);
+        var r = PairReport.Build(t, s, data, maxLength);
+        var cost = r.Cost!;
+        using var rec = new GenRecal.Recalibration.Recalibrator(cost.Config.Recalibrator, s.Config.Text, t.Config.Text.HiddenSize);
+        Assert.Equal(rec.parameters().Sum(p => p.numel()), cost.Estimate.RecalibratorParameters);
+        // the lengths are the training batches' own: the same estimate from each example's collated batch at that limit
+        using var tcCut = new Collator(t.Model, t.Tokenizer, maxLength);
+        using var scCut = new Collator(s.Model, s.Tokenizer, maxLength);
+        var fromBatches = data.Select(e =>
+        {
+            using var sb = scCut.Collate([e]);
+            using var tb = tcCut.Collate([e]);
+            var (ss, ts) = (GenRecal.Recalibration.GenRecalLossStep.SplitOf(sb), GenRecal.Recalibration.GenRecalLossStep.SplitOf(tb));
+            return new GenRecal.Training.ExampleLengths(ss.QuestionLengths[0], ss.AnswerLengths[0], GenRecal.Baselines.AnswerRows.Of(sb).Flat.Length,
+                ts.QuestionLengths[0], ts.AnswerLengths[0], (int)GenRecal.Recalibration.GenRecalLossStep.ScoredRows(tb, ts).Rows.shape[0]);
+        }).ToList();
+        Assert.Equal(GenRecal.Training.CostEstimate.Of(t.Config.Text, s.Config.Text, cost.Config, fromBatches), cost.Estimate);
+        Assert.Equal(data.Count, cost.StoredExamples);
         Assert.NotNull(r.ToJson()["cost_estimate"]);
         // nothing either model can train on: no estimate
         Assert.Null(PairReport.Build(t, s, data, maxLength: 5).Cost);

@@ -1,7 +1,7 @@
 using GenRecal.Data;
 using GenRecal.Models;
-using GenRecal.Tests.Training;
 using GenRecal.Recalibration;
+using GenRecal.Tests.Training;
 using GenRecal.Training;
 using static TorchSharp.torch;
 
@@ -28,7 +28,9 @@ public class GenRecalLossStepTests
 
         Dictionary<string, Tensor> StudentGradients(TrainingConfig config, Stage stage, out LossTerms terms)
         {
-            foreach (var p in student.Model.parameters().Concat(rec.parameters())) p.grad?.zero_();
+            // what trains in this stage, as the recipe sets it: with the frozen config, the Recalibrator gets no gradient in stage 2
+            ParameterGroups.Configure(stage, student.Model, rec, teacher.Model, config);
+            foreach (var p in student.Model.parameters().Concat(rec.parameters())) p.grad = null;
             terms = new GenRecalLossStep(teacher.Model, student.Model, rec, config).Compute(tb, sb, stage);
             terms.Loss.backward();
             return student.Model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
@@ -38,6 +40,7 @@ public class GenRecalLossStepTests
         var skipped = StudentGradients(frozen, Stage.Distillation, out var frozenTerms);
         Assert.NotNull(jointTerms.RegCe);
         Assert.NotNull(jointTerms.RegKl);
+        Assert.All(rec.parameters(), p => Assert.Null(p.grad)); // the configuration really froze it
         Assert.Null(frozenTerms.RegCe);
         Assert.Null(frozenTerms.RegKl);
         // the loss loses exactly the regularizer's two terms, and no student gradient changes: Algorithm 2 reads no student feature
