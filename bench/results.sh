@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Reproduces docs/RESULTS.md: the demo's preset (full by default) over three seeds, each run's report, JSON and plots
+# Reproduces docs/RESULTS.md: the demo's preset (full by default) over six seeds, each run's report, JSON and plots
 # copied to docs/results/<preset>-seed<S>/, then the generated block of docs/RESULTS.md rewritten from those files.
-# Long (the full preset: about 25 minutes a seed on 2 cores). SKIP_RUNS=1 only regenerates from the committed files.
+# VARIANTS (GenRecal variant names, default "joint-recal-stage2 no-kd") run in each seed's OUT after the demo.
+# Long (the full preset: about 35 minutes a seed, three seeds in parallel at --threads 1 on 2 cores).
+# SKIP_RUNS=1 only regenerates from the committed files.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 preset="${PRESET:-full}"
-seeds="${SEEDS:-0 1 2}"
+seeds="${SEEDS:-0 1 2 3 4 5}"
+variants="${VARIANTS:-joint-recal-stage2 no-kd}"
 # the command to run: ./genrecal builds it from the checkout; GENRECAL="dotnet path/GenRecal.Cli.dll" uses a built one
 genrecal="${GENRECAL:-./genrecal}"
 if [ "${SKIP_RUNS:-0}" != 1 ]; then
   for seed in $seeds; do
-    $genrecal demo --preset "$preset" --out "out/results-$preset-seed$seed" --seed "$seed"
+    out="out/results-$preset-seed$seed"
+    $genrecal demo --preset "$preset" --out "$out" --seed "$seed"
+    for variant in $variants; do $genrecal demo --preset "$preset" --out "$out" --seed "$seed" --variant "$variant"; done
     dest="docs/results/$preset-seed$seed"
     mkdir -p "$dest"
-    cp "out/results-$preset-seed$seed"/{report.md,results.json,losses.png,accuracy.png,families.png} "$dest/"
+    cp "$out"/{report.md,results.json,losses.png,accuracy.png,families.png} "$dest/"
+    for variant in $variants; do cp "$out/report-$variant.md" "$out/results-$variant.json" "$dest/"; done
   done
 fi
 dirs=()
