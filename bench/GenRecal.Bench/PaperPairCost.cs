@@ -30,7 +30,7 @@ static class PaperPairCost
         {
             Console.WriteLine($"{name}: Recalibrator {CostEstimate.RecalibratorParameterCount(teacher, student, 2) / 1e6:F0}M parameters");
             foreach (int answer in new[] { 20, 100, 300 })
-                foreach (var (variant, c) in new[] { ("joint + regularizer (default)", config), ("frozen in stage 2", config with { TrainRecalibratorInStage2 = false }) })
+                foreach (var (variant, c) in new[] { ("frozen in stage 2 (default)", config), ("joint + regularizer", config with { TrainRecalibratorInStage2 = true }) })
                 {
                     // every answer token scored, as in single-turn data
                     var lengths = new[] { new ExampleLengths(7 * 256 + 30, answer, answer, 7 * 256 + 30, answer, answer) };

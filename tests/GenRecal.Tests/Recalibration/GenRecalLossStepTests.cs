@@ -16,8 +16,8 @@ public class GenRecalLossStepTests
         using var teacher = Pretrained.Load(TinyPair.Teacher(root, scale: 0.5));
         using var student = Pretrained.Load(TinyPair.Student(root));
         var data = LlavaDataset.LoadStrict(TinyPair.WriteData(root));
-        var joint = new TrainingConfig();
-        var frozen = joint with { TrainRecalibratorInStage2 = false };
+        var joint = new TrainingConfig { TrainRecalibratorInStage2 = true };
+        var frozen = joint with { TrainRecalibratorInStage2 = false }; // the default
         using var tc = new Collator(teacher.Model, teacher.Tokenizer, joint.MaxLength);
         using var sc = new Collator(student.Model, student.Tokenizer, joint.MaxLength);
         using var tb = tc.Collate(data.Take(4).ToList());

@@ -131,7 +131,7 @@ public class CostEstimateTests
             return cost;
         }
 
-        var joint = new TrainingConfig { Recalibrator = recalibratorConfig };
+        var joint = new TrainingConfig { Recalibrator = recalibratorConfig, TrainRecalibratorInStage2 = true };
         var estimate = CostEstimate.Of(Teacher, student, joint, [e]);
         Assert.Equal(3 * (studentForward + studentHead), estimate.Sft, 6);
         Assert.Equal(StageCost(Stage.Alignment, joint, regularizer: true), estimate.Stage1, 6);

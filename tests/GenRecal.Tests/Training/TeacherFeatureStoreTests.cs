@@ -13,6 +13,7 @@ public class TeacherFeatureStoreTests
     {
         Steps = new() { [1] = 3, [2] = 3 }, BatchSize = 4, CheckpointEvery = 0, LrStart = 1e-3, LrEnd = 1e-4, KlTemperature = temperature,
         Recalibrator = new RecalibratorConfig { AnswerSource = source },
+        TrainRecalibratorInStage2 = true, // every term in both stages, the regularizer's reading of the stored question included
     };
 
     [Theory]
