@@ -6,7 +6,7 @@ namespace GenRecal.Demo;
 /// <summary>
 /// Named GenRecal configurations measured side by side (docs/RESULTS.md). "embeddings" is the default (the
 /// best measured: the library's defaults), "paper" the method as published; the others change one thing each
-/// from the default, aimed at the weak points docs/METHOD.md names.
+/// from the default (no-reg-stage2 from joint-recal-stage2), aimed at the weak points docs/METHOD.md names.
 /// </summary>
 public static class GenRecalVariants
 {
