@@ -95,6 +95,8 @@ public static class DemoReport
         var json = new JsonObject
         {
             ["preset"] = p.Name, ["seed"] = r.Seed, ["variant"] = r.Variant,
+            // what the GenRecal rows' stage 2 did: the default changed at stop 10, so a row name alone does not say it
+            [StageTwoKey] = StageTwo(GenRecalVariants.Get(r.Variant)(p.Training(r.Seed, []))),
             ["evaluations"] = new JsonArray(r.Evaluations.Select(e => (JsonNode)e.ToJson()).ToArray()),
             ["differences"] = new JsonArray(diffs.Select(x => (JsonNode)new JsonObject
             {
@@ -127,6 +129,12 @@ public static class DemoReport
         }
         sb.AppendLine();
     }
+
+    /// <summary>results.json's record of the GenRecal arms' stage 2: "frozen" or "joint" Recalibrator. Files without it were
+    /// written before the default became frozen, so their GenRecal rows were "joint".</summary>
+    public const string StageTwoKey = "genrecal_stage2_recalibrator";
+
+    public static string StageTwo(Training.TrainingConfig config) => config.TrainRecalibratorInStage2 ? "joint" : "frozen";
 
     /// <summary>The loss terms loggers write, in the order they are shown.</summary>
     public static readonly string[] Terms = ["ce_recal", "kl", "reg_ce", "reg_kl", "ce_student", "uld", "loss"];

@@ -28,6 +28,7 @@ public static class SummarizeCommand
         // model (with its variant where it is a GenRecal variant) -> evaluation per seed
         var table = new SortedDictionary<string, SortedDictionary<int, EvaluationResult>>(StringComparer.Ordinal);
         var sources = new HashSet<(string, int, string)>();
+        var readings = new Dictionary<string, (string Reading, string File)>();
         foreach (var dir in dirs)
         {
             var files = Directory.Exists(dir) ? Directory.GetFiles(dir, "results*.json") : [];
@@ -37,11 +38,19 @@ public static class SummarizeCommand
                 var j = JsonNode.Parse(File.ReadAllText(file))!.AsObject();
                 var variant = j["variant"]?.GetValue<string>() ?? Demo.GenRecalVariants.Default;
                 int seed = j["seed"]!.GetValue<int>();
+                var stageTwo = j[DemoReport.StageTwoKey]?.GetValue<string>() ?? "joint"; // files before the frozen default
                 foreach (var node in j["evaluations"]!.AsArray())
                 {
                     var e = EvaluationResult.FromJson(node!.AsObject());
                     // rows other than the genrecal row are shared by every variant of a seed: counted once
                     var key = e.Model == "genrecal" && variant != Demo.GenRecalVariants.Default ? $"genrecal ({variant})" : e.Model;
+                    // a GenRecal row pools only runs whose stage 2 was the same reading (the default changed at stop 10)
+                    if (e.Model.StartsWith("genrecal", StringComparison.Ordinal) && variant == Demo.GenRecalVariants.Default)
+                    {
+                        if (readings.TryGetValue(key, out var seen) && seen.Reading != stageTwo)
+                            throw new InvalidDataException($"{file}: '{key}' ran with a {stageTwo} Recalibrator in stage 2, {seen.File} with a {seen.Reading} one; summarize one kind at a time");
+                        readings.TryAdd(key, (stageTwo, file));
+                    }
                     if (!table.TryGetValue(key, out var perSeed)) table[key] = perSeed = new();
                     if (perSeed.ContainsKey(seed) && !sources.Contains((key, seed, dir)))
                         throw new InvalidDataException($"{file}: seed {seed} of '{key}' is also in another directory; give one directory per seed");

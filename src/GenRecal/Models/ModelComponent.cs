@@ -22,7 +22,8 @@ public static class ModelComponents
         _ => throw new ArgumentException($"parameter '{parameterName}' belongs to no known component"),
     };
 
-    /// <summary>Sets requires_grad on every parameter of the given components; returns the parameters touched.</summary>
+    /// <summary>Sets requires_grad on every parameter of the given components (and drops the gradient of those it freezes);
+    /// returns the parameters touched.</summary>
     public static List<TorchSharp.Modules.Parameter> SetTrainable(this CausalLanguageModel model, IReadOnlySet<ModelComponent> components, bool trainable = true)
     {
         var touched = new List<TorchSharp.Modules.Parameter>();
@@ -30,6 +31,7 @@ public static class ModelComponents
         {
             if (!components.Contains(Of(name))) continue;
             p.requires_grad = trainable;
+            if (!trainable) p.grad = null; // a frozen parameter keeps no gradient from an earlier stage (memory)
             touched.Add(p);
         }
         return touched;

@@ -227,7 +227,12 @@ public sealed class DistillationRecipe : IDisposable
         foreach (var dir in new[] { fromCheckpoint, previous })
             if (dir is not null && File.Exists(Path.Combine(dir, Recalibrator.ConfigFileName))) return Recalibrator.Load(dir);
         if (!plan.Stages.Contains(Stage.Alignment))
-            Warnings.Add($"stage 2 runs without a stage-1 Recalibrator (none in {previous}): it starts untrained");
+        {
+            // frozen in stage 2, an untrained Recalibrator would stay random: its KD terms would carry no teacher knowledge
+            if (!config.TrainRecalibratorInStage2)
+                throw new ArgumentException($"stage 2 without stage 1 needs a trained Recalibrator (none in {previous}): with train_recalibrator_in_stage2 false (the default) it stays frozen in stage 2. Run stage 1 first (--stages 1,2), or set train_recalibrator_in_stage2: true");
+            Warnings.Add($"stage 2 runs without a stage-1 Recalibrator (none in {previous}): it starts untrained and trains in stage 2 only");
+        }
         manual_seed(config.Seed + 17);
         return new Recalibrator(config.Recalibrator, student.Config.Text, teacher!.Config.Text.HiddenSize);
     }

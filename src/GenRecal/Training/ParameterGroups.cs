@@ -26,6 +26,7 @@ public static class ParameterGroups
             {
                 p.requires_grad = train;
                 if (train) trainable.Add(p);
+                else p.grad = null; // stage 1's gradients would sit in memory through stages 2-3
             }
         }
         return trainable;

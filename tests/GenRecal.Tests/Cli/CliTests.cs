@@ -235,4 +235,30 @@ public class SummarizeTests
         Assert.Contains("| genrecal (paper) − sft | +10.0 [", md);
         Assert.Contains("| +10.0 | no |", md);                // one seed, one discordant question of 10: the interval reaches 0
     }
+
+    [Fact]
+    public void Summarize_refuses_to_pool_genrecal_rows_whose_stage_2_differed()
+    {
+        var root = TestSupport.TempDir();
+        JsonObject Eval(string model, int right) => new GenRecal.Evaluation.EvaluationResult(model, right, 10, [])
+        {
+            Items = Enumerable.Range(0, 10).Select(i => new GenRecal.Evaluation.EvaluatedItem($"test-{i}", "f", "", i < right)).ToList(),
+        }.ToJson();
+        void Write(string dir, int seed, string? stageTwo)
+        {
+            Directory.CreateDirectory(dir);
+            var j = new JsonObject { ["seed"] = seed, ["variant"] = "embeddings", ["evaluations"] = new JsonArray(Eval("sft", 4), Eval("genrecal", 6)) };
+            if (stageTwo is not null) j[GenRecal.Cli.DemoReport.StageTwoKey] = stageTwo;
+            File.WriteAllText(Path.Combine(dir, "results.json"), j.ToJsonString());
+        }
+        Write(Path.Combine(root, "old"), 0, null);          // before the key: the joint default of the time
+        Write(Path.Combine(root, "joint"), 1, "joint");
+        Write(Path.Combine(root, "frozen"), 2, "frozen");
+        Assert.Contains("| genrecal |", GenRecal.Cli.Commands.SummarizeCommand.Summarize([Path.Combine(root, "old"), Path.Combine(root, "joint")]));
+        var e = Assert.Throws<InvalidDataException>(() => GenRecal.Cli.Commands.SummarizeCommand.Summarize([Path.Combine(root, "old"), Path.Combine(root, "frozen")]));
+        Assert.Contains(Path.Combine(root, "frozen", "results.json"), e.Message);
+        Assert.Contains("frozen", e.Message);
+        // the demo writes the key: its default GenRecal arm is frozen now
+        Assert.Equal("frozen", GenRecal.Cli.DemoReport.StageTwo(new GenRecal.Training.TrainingConfig()));
+    }
 }

@@ -40,13 +40,31 @@ public class DistillationRecipeTests
         var teacherAfter = Snapshot(Pretrained.Load(Path.Combine(root, "teacher")).Model);
         Assert.Equal(teacher0, teacherAfter);
 
-        var recipe2 = new DistillationRecipe(Plan(root, [Stage.Distillation], Quick()) with { OutDir = Path.Combine(root, "out2"), StudentDir = Path.Combine(root, "out", "student") });
+        // stage 2 alone has no stage-1 Recalibrator here: frozen (the default) it would stay random, so that is refused
+        var alone = Plan(root, [Stage.Distillation], Quick()) with { OutDir = Path.Combine(root, "out2"), StudentDir = Path.Combine(root, "out", "student") };
+        var refused = Assert.Throws<ArgumentException>(() => new DistillationRecipe(alone));
+        Assert.Contains("needs a trained Recalibrator", refused.Message);
+        Assert.Contains("train_recalibrator_in_stage2", refused.Message);
+        var recipe2 = new DistillationRecipe(alone with { Config = Quick() with { TrainRecalibratorInStage2 = true } });
         Assert.Contains("without a stage-1 Recalibrator", Assert.Single(recipe2.Warnings));
         var before = Snapshot(recipe2.Student.Model);
         recipe2.Run();
         var after = Snapshot(recipe2.Student.Model);
         Assert.All(before.Where(kv => kv.Key.StartsWith("model.layers")), kv => Assert.NotEqual(kv.Value, after[kv.Key]));
         Assert.Equal(before["lm_head.weight"], after["lm_head.weight"]);              // stage 2 trains the body only
+    }
+
+    [Fact]
+    public void Parameters_a_stage_freezes_keep_no_gradient_from_the_stage_before()
+    {
+        var root = TestSupport.TempDir();
+        using var recipe = new DistillationRecipe(Plan(root, [Stage.Alignment, Stage.Distillation], Quick(s1: 2, s2: 2)));
+        recipe.Run();
+        // the Recalibrator trained in stage 1 and is frozen in stage 2 (the default): its stage-1 gradients are gone
+        Assert.All(recipe.Recalibrator!.parameters(), p => Assert.Null(p.grad));
+        // stage 2 trains the body only: the untied head holds no gradient, the body does
+        Assert.Null(recipe.Student.Model.lm_head!.weight!.grad);
+        Assert.Contains(recipe.Student.Model.parameters(), p => p.grad is not null);
     }
 
     [Fact]
