@@ -208,15 +208,17 @@ public class CheckpointKillTests
 
 public class SummarizeTests
 {
+    /// <summary>One model's evaluation on 10 questions, right on the first <paramref name="right"/>.</summary>
+    static JsonObject Eval(string model, int right) => new GenRecal.Evaluation.EvaluationResult(model, right, 10, [])
+    {
+        Items = Enumerable.Range(0, 10).Select(i => new GenRecal.Evaluation.EvaluatedItem($"test-{i}", "f", "", i < right)).ToList(),
+    }.ToJson();
+
     [Fact]
     public void Summarize_averages_over_seeds_and_pools_paired_differences_over_every_seeds_questions()
     {
         var root = TestSupport.TempDir();
         // per seed: 10 questions; sft right on the first k, genrecal on the first m (so genrecal − sft = (m − k)/10 on each)
-        JsonObject Eval(string model, int right) => new GenRecal.Evaluation.EvaluationResult(model, right, 10, [])
-        {
-            Items = Enumerable.Range(0, 10).Select(i => new GenRecal.Evaluation.EvaluatedItem($"test-{i}", "f", "", i < right)).ToList(),
-        }.ToJson();
         void Write(string dir, string file, int seed, string variant, params JsonObject[] evals)
         {
             Directory.CreateDirectory(dir);
@@ -240,10 +242,6 @@ public class SummarizeTests
     public void Summarize_refuses_to_pool_genrecal_rows_whose_stage_2_differed()
     {
         var root = TestSupport.TempDir();
-        JsonObject Eval(string model, int right) => new GenRecal.Evaluation.EvaluationResult(model, right, 10, [])
-        {
-            Items = Enumerable.Range(0, 10).Select(i => new GenRecal.Evaluation.EvaluatedItem($"test-{i}", "f", "", i < right)).ToList(),
-        }.ToJson();
         void Write(string dir, int seed, string? stageTwo)
         {
             Directory.CreateDirectory(dir);
