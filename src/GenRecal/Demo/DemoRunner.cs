@@ -4,6 +4,7 @@ using GenRecal.Baselines;
 using GenRecal.Data;
 using GenRecal.Evaluation;
 using GenRecal.Models;
+using GenRecal.Recalibration;
 using GenRecal.Tokenization;
 using GenRecal.Training;
 
@@ -133,7 +134,7 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         var arm = new DemoArm(name, method, description, run, [Path.Combine(cycle1, "metrics.jsonl"), Path.Combine(run, "metrics.jsonl")]);
         arms.Add(arm);
         var first = Plan(init, teacher, data, cycle1, [Stage.Sft], new() { [3] = preset.Stage2Steps }, method) with { TeacherAnswerCache = cache };
-        TimedArm(arm, data, Inputs(first.Config, init, teacher, data), () =>
+        TimedArm(arm, data, Inputs(WithoutGenRecalSettings(first.Config), init, teacher, data), () =>
         {
             train(first);
             var second = Plan(Path.Combine(cycle1, "student"), teacher, data, run, [Stage.Sft], new() { [3] = preset.Stage3Steps }, method) with { TeacherAnswerCache = cache };
@@ -186,7 +187,13 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
 
     /// <summary>A hash of everything an arm's result depends on besides its name: the training config, the initial
     /// student's and the teacher's files, and the data file. A change in any of them retrains the arm.</summary>
-    static string Inputs(TrainingConfig config, string init, string? teacher, string data) =>
+    /// <summary>A single-stage arm's config with the settings only GenRecal reads (the Recalibrator's, its stage-2
+    /// switches) at fixed values, so its reuse hash does not change when they do. The values are the defaults of
+    /// before stop 10 (joint stage 2), which keeps the hashes of arms trained then.</summary>
+    internal static TrainingConfig WithoutGenRecalSettings(TrainingConfig config) =>
+        config with { Recalibrator = new RecalibratorConfig(), RegularizerInStage2 = true, TrainRecalibratorInStage2 = true };
+
+    internal static string Inputs(TrainingConfig config, string init, string? teacher, string data) =>
         Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(
             $"{config.ToJson()}\n{TeacherAnswers.Identity(init)}\n{(teacher is null ? "" : TeacherAnswers.Identity(teacher))}\n{TeacherAnswers.FileHash(data)}")))[..24];
 

@@ -18,6 +18,22 @@ public class GenRecalVariantsTests
     }
 
     [Fact]
+    public void A_single_stage_arms_reuse_hash_ignores_the_settings_only_genrecal_reads()
+    {
+        var root = TestSupport.TempDir();
+        string init = Tests.Training.TinyPair.Student(root), data = Tests.Training.TinyPair.WriteData(root);
+        string Hash(TrainingConfig c) => DemoRunner.Inputs(DemoRunner.WithoutGenRecalSettings(c), init, null, data);
+        var config = new TrainingConfig { Method = "sft", LrStart = 1e-3 };
+        // the stage-2 switches and the Recalibrator's settings change nothing an SFT, seqkd, ULD or KD arm does
+        Assert.Equal(Hash(config), Hash(config with { TrainRecalibratorInStage2 = !config.TrainRecalibratorInStage2, RegularizerInStage2 = false }));
+        Assert.Equal(Hash(config), Hash(config with { Recalibrator = new RecalibratorConfig { NumLayers = 5, AnswerSource = AnswerSource.TeacherHidden } }));
+        // and an arm trained when the joint stage 2 was the default keeps its hash
+        Assert.Equal(DemoRunner.Inputs(config with { TrainRecalibratorInStage2 = true, RegularizerInStage2 = true }, init, null, data), Hash(config));
+        // what the arm does read still counts
+        Assert.NotEqual(Hash(config), Hash(config with { LrStart = 2e-3 }));
+    }
+
+    [Fact]
     public void An_unknown_variant_is_refused_with_the_known_names()
     {
         var e = Assert.Throws<ArgumentException>(() => GenRecalVariants.Get("nope"));
