@@ -185,14 +185,14 @@ public sealed class DemoRunner(DemoPreset preset, string outDir, int seed, Actio
         Tensors.AtomicFile.WriteAllText(stampPath, stamp);
     }
 
-    /// <summary>A hash of everything an arm's result depends on besides its name: the training config, the initial
-    /// student's and the teacher's files, and the data file. A change in any of them retrains the arm.</summary>
     /// <summary>A single-stage arm's config with the settings only GenRecal reads (the Recalibrator's, its stage-2
     /// switches) at fixed values, so its reuse hash does not change when they do. The values are the defaults of
     /// before stop 10 (joint stage 2), which keeps the hashes of arms trained then.</summary>
     internal static TrainingConfig WithoutGenRecalSettings(TrainingConfig config) =>
         config with { Recalibrator = new RecalibratorConfig(), RegularizerInStage2 = true, TrainRecalibratorInStage2 = true };
 
+    /// <summary>A hash of everything an arm's result depends on besides its name: the training config, the initial
+    /// student's and the teacher's files, and the data file. A change in any of them retrains the arm.</summary>
     internal static string Inputs(TrainingConfig config, string init, string? teacher, string data) =>
         Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(
             $"{config.ToJson()}\n{TeacherAnswers.Identity(init)}\n{(teacher is null ? "" : TeacherAnswers.Identity(teacher))}\n{TeacherAnswers.FileHash(data)}")))[..24];

@@ -97,10 +97,9 @@ public sealed class GenRecalLossStep(CausalLanguageModel teacher, CausalLanguage
         var w = config.LossWeights;
         var loss = ceRecal * w.CeRecal + kl * w.Kl;
         Tensor? regCe = null, regKl = null, ceStudent = null;
-        if (stage == Stage.Alignment || (config.RegularizerInStage2 && config.TrainRecalibratorInStage2))
+        if (config.RunsRegularizer(stage))
         {
-            // Algorithm 2: the teacher's own question features through Proj-pre keep the bridge near the teacher's space.
-            // It reads nothing of the student, so with the Recalibrator frozen in stage 2 it could train nothing: not run then.
+            // Algorithm 2: the teacher's own question features through Proj-pre keep the bridge near the teacher's space
             var r2 = recalibrator.Forward(recalibrator.Project(tf.Question), t.QuestionLengths, t.QuestionPositions, answerIn, t.AnswerLengths, t.AnswerPositions);
             var regLogits = TeacherHead(ScoredOf(r2, rows));                                      // [N, Vt]
             regCe = DistillationLosses.CrossEntropy(regLogits, targets);

@@ -85,10 +85,11 @@ public sealed record CostEstimate
     {
         if (examples.Count == 0) throw new ArgumentException("a cost estimate needs at least one example");
         int blocks = config.Recalibrator.NumLayers;
-        bool recalibratorTrains = config.TrainRecalibratorInStage2;
-        bool regularizerInStage2 = config.RegularizerInStage2 && recalibratorTrains; // as GenRecalLossStep runs it
-        // stage 2 trains the body only (ParameterGroups): an untied head gets no weight gradient; a tied one is the embedding, which trains
-        bool headTrainsInStage2 = student.TieWordEmbeddings;
+        bool recalibratorTrains = config.RecalibratorTrains(Stage.Distillation);
+        bool regularizerInStage2 = config.RunsRegularizer(Stage.Distillation);
+        // the student's head gets a weight gradient in stage 2 where ParameterGroups trains it, or where it is tied to the
+        // embedding, which is the body's
+        bool headTrainsInStage2 = student.TieWordEmbeddings || ParameterGroups.StudentComponents(Stage.Distillation, config).Contains(ModelComponent.Head);
         double ht = teacher.HiddenSize, hs = student.HiddenSize;
         double sft = 0, stage1 = 0, stage2 = 0, regularizer2 = 0, teacherPass = 0;
         foreach (var e in examples)

@@ -21,7 +21,7 @@ public static class ParameterGroups
         student.SetTrainable(Enum.GetValues<ModelComponent>().Except(components).ToHashSet(), trainable: false);
         if (recalibrator is not null)
         {
-            bool train = stage == Stage.Alignment || (stage == Stage.Distillation && config.TrainRecalibratorInStage2);
+            bool train = config.RecalibratorTrains(stage);
             foreach (var p in recalibrator.parameters())
             {
                 p.requires_grad = train;

@@ -56,6 +56,15 @@ public sealed record TrainingConfig
     /// (real students come with a pretrained encoder); a model built from scratch, as in the demo, needs it.</summary>
     [JsonPropertyName("train_vision_encoder")] public bool TrainVisionEncoder { get; init; }
 
+    /// <summary>Whether the Recalibrator trains in <paramref name="stage"/>: always in stage 1; in stage 2 when
+    /// <see cref="TrainRecalibratorInStage2"/> says so.</summary>
+    public bool RecalibratorTrains(Stage stage) => stage == Stage.Alignment || (stage == Stage.Distillation && TrainRecalibratorInStage2);
+
+    /// <summary>Whether Algorithm 2 runs in <paramref name="stage"/>: always in stage 1; in stage 2 when
+    /// <see cref="RegularizerInStage2"/> says so and the Recalibrator trains there (it reads no student feature, so a
+    /// frozen Recalibrator leaves it nothing to train).</summary>
+    public bool RunsRegularizer(Stage stage) => stage == Stage.Alignment || (stage == Stage.Distillation && RegularizerInStage2 && RecalibratorTrains(stage));
+
     [JsonIgnore] public Baselines.DistillationMethod MethodKind => Baselines.DistillationMethods.Parse(Method, "training config: method");
 
     public int StepsFor(int stage) => Steps.TryGetValue(stage, out var s) ? s : 0;
